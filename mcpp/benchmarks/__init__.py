@@ -1,0 +1,1 @@
+"""mcpp.benchmarks."""

@@ -1,0 +1,93 @@
+"""The one small error hierarchy of mcpp.
+
+Every exception mcpp raises on purpose derives from :class:`MCPPError`::
+
+    MCPPError
+     ├── WorkflowError (also ValueError)   a workflow or graph is invalid; nothing started
+     │    └── CycleError                   the dependencies form a cycle
+     ├── ProtocolError                     bytes between processes were not a valid message
+     └── RunError                          the runtime itself could not run (not a step failure)
+
+A step that fails is *not* an exception of the caller: it is recorded in the run result
+(``result.steps[id].status == "failed"`` with its boxed error).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ["CycleError", "MCPPError", "ProtocolError", "RunError", "WorkflowError"]
+
+
+class MCPPError(Exception):
+    """Base class of every error mcpp raises on purpose."""
+
+
+class WorkflowError(MCPPError, ValueError):
+    """A workflow definition is invalid.
+
+    Raised while loading or building a workflow, before any process starts. The message names
+    the file (when there is one), the step and the field; each is also an attribute, ``None``
+    where it does not apply.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        file: str | None = None,
+        step: str | None = None,
+        field: str | None = None,
+    ) -> None:
+        self.reason = reason
+        self.file = file
+        self.step = step
+        self.field = field
+        super().__init__(self.describe())
+
+    def describe(self) -> str:
+        """Return the message: ``FILE: step 'ID', field 'F': REASON`` with absent parts left out."""
+        where = []
+        if self.step is not None:
+            where.append(f"step {self.step!r}")
+        if self.field is not None:
+            where.append(f"field {self.field!r}")
+        text = ", ".join(where)
+        text = f"{text}: {self.reason}" if text else self.reason
+        if self.file is not None:
+            text = f"{self.file}: {text}"
+        return text
+
+    def in_file(self, file: str) -> WorkflowError:
+        """Return this error with ``file`` set (used by loaders to add the path)."""
+        self.file = file
+        self.args = (self.describe(),)
+        return self
+
+
+class CycleError(WorkflowError):
+    """The dependencies form a cycle; ``cycle`` is the path, first node repeated at the end."""
+
+    def __init__(self, cycle: Sequence[str], *, file: str | None = None) -> None:
+        self.cycle = tuple(cycle)
+        super().__init__(
+            "dependency cycle: " + " -> ".join(self.cycle),
+            file=file,
+            step=self.cycle[0] if self.cycle else None,
+            field="depends_on",
+        )
+
+
+class ProtocolError(MCPPError):
+    """Bytes received from another process are not a valid mcpp message.
+
+    Raised for malformed bytes, an unknown message tag, a wrong field type, a protocol version
+    mismatch or a missing/wrong run secret. It fails the run loudly; it is never dropped.
+    """
+
+
+class RunError(MCPPError):
+    """The runtime could not run the workflow (an actor could not start, a process vanished).
+
+    Step failures are not RunErrors: they are recorded in the run result.
+    """
