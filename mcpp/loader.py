@@ -1,0 +1,492 @@
+"""Workflow files: load and validate them into a :class:`~mcpp.spec.WorkflowSpec`.
+
+A workflow file is TOML, JSON or YAML (chosen by the suffix: ``.toml``, ``.json``, ``.yaml``,
+``.yml``), all with the same schema: a ``workflow`` table, optional ``params`` and ``resources``
+tables and a ``steps`` array (see DESIGN.md, "Workflow files").
+
+Everything is checked before anything runs, and each problem raises
+:class:`~mcpp.errors.WorkflowError` naming the file, the step and the field: unknown keys, wrong
+types, missing or out-of-range values, invalid or duplicate step ids, unknown dependencies and
+cycles (via :mod:`mcpp.dag`), unresolvable ``run`` targets (the target is imported, via
+:mod:`mcpp.targets`), step functions that cannot take their arguments, and undefined or mistyped
+parameters.
+
+Parameters: ``${name}`` in a step's ``args`` (at any depth), ``timeout``, ``retries`` and
+``priority`` is replaced by the parameter's value. A string that is exactly one placeholder
+becomes the value itself, keeping its type (``"${rows}"`` becomes the int ``1000``); inside a
+longer string a str value is inserted as is and any other value as JSON (``true``, ``[1, 2]``).
+``$${`` stands for a literal ``${``.
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import inspect
+import keyword
+import os
+import re
+import tomllib
+from collections.abc import Callable, Iterable, Mapping
+from typing import Annotated, Any
+
+import msgspec
+import msgspec.json
+import msgspec.msgpack
+import msgspec.toml
+import msgspec.yaml
+
+from mcpp import dag, targets
+from mcpp.errors import WorkflowError
+from mcpp.spec import ActorMode, FailurePolicy, StepSpec, WorkflowSpec
+
+__all__ = ["dump_plan", "load_workflow_spec", "parse_param_overrides"]
+
+_AtLeastOne = Annotated[int, msgspec.Meta(ge=1)]
+_NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+
+
+class _FileWorkflow(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    name: str
+    max_concurrent: _AtLeastOne | None = None
+    on_failure: FailurePolicy = "continue"
+    actors: ActorMode = "per_step"
+    workers: _AtLeastOne | None = None
+
+
+class _FileStep(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    id: str
+    run: str
+    args: dict[str, Any] = {}
+    depends_on: list[str] = []
+    timeout: Any = None  # these three may hold ${params}: typed by _SUBSTITUTED_TYPES
+    retries: Any = 0
+    priority: Any = 0
+    retry_delay: _NonNegative = 1.0
+    retry_backoff: Annotated[float, msgspec.Meta(ge=1)] = 2.0
+    retry_max_delay: _NonNegative = 60.0
+    retry_on: list[str] = []
+    deadline: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    isolate: bool = False
+    uses: list[str] = []
+    cache: bool | str = False
+
+
+class _File(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    workflow: _FileWorkflow
+    params: dict[str, Any] = {}
+    resources: dict[str, _AtLeastOne] = {}
+    steps: Annotated[list[_FileStep], msgspec.Meta(min_length=1)]
+
+
+_SUBSTITUTED_TYPES: dict[str, Any] = {
+    "timeout": Annotated[float, msgspec.Meta(gt=0)] | None,
+    "retries": Annotated[int, msgspec.Meta(ge=0)],
+    "priority": int,
+}
+
+_FORMATS: dict[str, tuple[str, Callable[[bytes], Any]]] = {
+    ".toml": ("TOML", msgspec.toml.decode),
+    ".json": ("JSON", msgspec.json.decode),
+    ".yaml": ("YAML", msgspec.yaml.decode),
+    ".yml": ("YAML", msgspec.yaml.decode),
+}
+
+_TOKEN = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
+_WHOLE_PLACEHOLDER = re.compile(r"\$\{([^}]*)\}")
+_ERROR_AT = re.compile(r"(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?", re.DOTALL)
+_PATH_PART = re.compile(r"\.(\w+)|\[(\d+)\]|\[\.\.\.\]")
+_KEY_IN_MESSAGE = re.compile(r"Object (missing required|contains unknown) field `([^`]*)`")
+
+
+def load_workflow_spec(
+    path: str | os.PathLike[str], params: Mapping[str, Any] | None = None
+) -> WorkflowSpec:
+    """Load, validate and return the workflow in the file ``path``.
+
+    ``params`` overrides declared parameters: each must be declared in the file, and where the
+    declared default is a bool, int or float the override must have that type (an int is
+    accepted for a float). The result has every placeholder substituted, ``source`` set to
+    ``path`` as given, ``params`` set to the values used and ``import_paths`` set to the file's
+    folder and the current working directory (absolute), which are also added to
+    :data:`sys.path` while the ``run`` targets are imported.
+
+    Raises :class:`~mcpp.errors.WorkflowError` (``CycleError`` for a cycle) naming the file, the
+    step and the field for any invalid content, and also when the file cannot be read or its
+    suffix is not a known format. Importing a step's module runs that module's top-level code.
+    """
+    file = os.fspath(path)
+    try:
+        raw = _read(file)
+        try:
+            doc = msgspec.convert(raw, _File)
+        except msgspec.ValidationError as exc:
+            raise _from_validation_error(exc, raw) from None
+        return _build(doc, file, params or {})
+    except WorkflowError as exc:
+        if exc.file is None:
+            exc.in_file(file)
+        raise
+
+
+def parse_param_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """Parse CLI ``--param KEY=VALUE`` items into a dict (a later KEY wins).
+
+    VALUE is parsed as a JSON or TOML value when it is one (``3`` is an int, ``1.5`` a float,
+    ``true`` a bool, ``[1, 2]`` a list, ``"x"`` the string x); otherwise it is kept as the
+    string it is. Raises :class:`~mcpp.errors.WorkflowError` when an item has no ``=`` or an
+    empty KEY.
+    """
+    overrides: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise WorkflowError(f"--param {item!r}: expected KEY=VALUE", field="params")
+        overrides[key] = _parse_value(text)
+    return overrides
+
+
+def dump_plan(spec: WorkflowSpec) -> str:
+    """Return a short human-readable plan of ``spec``: its settings, then each step by level.
+
+    A step's level is 0 without dependencies, else one more than its deepest dependency's;
+    steps are listed by level, then in definition order. Raises
+    :class:`~mcpp.errors.WorkflowError` only for an invalid graph (never for a loaded spec).
+    """
+    groups = dag.Graph.from_pairs((step.id, step.depends_on) for step in spec.steps).levels()
+    levels = {step_id: level for level, group in enumerate(groups) for step_id in group}
+    ordered = [spec.step(step_id) for group in groups for step_id in group]
+    depth = len(groups)
+    settings = [
+        f"max_concurrent={spec.max_concurrent or 'cpus'}",
+        f"on_failure={spec.on_failure}",
+        f"actors={spec.actors}" + (f" (workers={spec.workers})" if spec.workers else ""),
+    ]
+    lines = [
+        f"workflow {spec.name!r}" + (f" ({spec.source})" if spec.source else ""),
+        f"  {len(spec.steps)} steps in {depth} levels; " + ", ".join(settings),
+    ]
+    if spec.params:
+        lines.append("  params: " + ", ".join(f"{k}={v!r}" for k, v in spec.params.items()))
+    if spec.resources:
+        lines.append("  resources: " + ", ".join(f"{k}={v}" for k, v in spec.resources.items()))
+    width = max(len(step.id) for step in spec.steps) if spec.steps else 0
+    for step in ordered:
+        extras = [f"after {', '.join(step.depends_on)}"] if step.depends_on else []
+        if step.timeout is not None:
+            extras.append(f"timeout {step.timeout:g}s")
+        if step.retries:
+            extras.append(f"retries {step.retries}")
+        if step.priority:
+            extras.append(f"priority {step.priority}")
+        if step.uses:
+            extras.append(f"uses {', '.join(step.uses)}")
+        suffix = f"  ({'; '.join(extras)})" if extras else ""
+        lines.append(f"  [{levels[step.id]}] {step.id:<{width}}  {step.run}{suffix}")
+    return "\n".join(lines)
+
+
+def _read(file: str) -> Any:
+    suffix = os.path.splitext(file)[1].lower()
+    if suffix not in _FORMATS:
+        raise WorkflowError(
+            f"unknown workflow file format {suffix or '(no suffix)'!r}: "
+            "expected .toml, .json, .yaml or .yml"
+        )
+    kind, decode = _FORMATS[suffix]
+    try:
+        with open(file, "rb") as stream:
+            data = stream.read()
+    except OSError as exc:
+        raise WorkflowError(f"cannot read the workflow file: {exc.strerror or exc}") from exc
+    try:
+        return decode(data)
+    except (msgspec.DecodeError, ValueError) as exc:  # pyyaml's errors are not DecodeErrors
+        raise WorkflowError(f"invalid {kind}: {exc}") from exc
+
+
+def _from_validation_error(exc: msgspec.ValidationError, raw: Any) -> WorkflowError:
+    """Turn ``Expected ... - at `$.steps[2].timeout``` into step/field terms of the file."""
+    match = _ERROR_AT.fullmatch(str(exc))
+    assert match is not None  # the pattern matches any text
+    message = match["message"]
+    path: list[str | int] = []
+    for part in _PATH_PART.finditer(match["path"] or ""):
+        path.append(part[1] if part[1] else int(part[2]) if part[2] else "[...]")
+    owner = list(path)
+    key = _KEY_IN_MESSAGE.match(message)
+    if key is not None:
+        path.append(key[2])
+        if key[1] == "missing required":
+            message = f"missing required key {key[2]!r}"
+        else:
+            message = f"unknown key {key[2]!r}" + _allowed_keys(owner, key[2])
+    else:
+        message = message[:1].lower() + message[1:]
+    step: str | None = None
+    if path[:1] == ["steps"] and len(path) >= 3 and isinstance(path[1], int):
+        step = _raw_step_id(raw, path[1])
+        head = path[2:3] if step is not None else path[:3]
+        rest = path[3:]
+    else:
+        head = path[:2] if path[:1] == ["workflow"] else path[:1]
+        rest = path[len(head) :]
+    if rest:
+        message = f"{message} (at {_format_path(path)})"
+    return WorkflowError(message, step=step, field=_format_path(head) or None)
+
+
+def _allowed_keys(owner: list[str | int], key: str) -> str:
+    if not owner:
+        struct: type[msgspec.Struct] = _File
+    elif owner == ["workflow"]:
+        struct = _FileWorkflow
+    elif owner[0] == "steps" and len(owner) == 2:
+        struct = _FileStep
+    else:
+        return ""
+    names = struct.__struct_fields__
+    close = difflib.get_close_matches(key, names, n=1)
+    return f"; did you mean {close[0]!r}?" if close else f"; allowed: {', '.join(names)}"
+
+
+def _raw_step_id(raw: Any, index: int) -> str | None:
+    try:
+        step_id = raw["steps"][index]["id"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return step_id if isinstance(step_id, str) else None
+
+
+def _format_path(path: list[str | int]) -> str:
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif part == "[...]":
+            text += part
+        else:
+            text += f".{part}" if text else part
+    return text
+
+
+def _build(doc: _File, file: str, overrides: Mapping[str, Any]) -> WorkflowSpec:
+    values = _resolve_params(doc.params, overrides)
+    for step in doc.steps:
+        if not step.id.isidentifier() or keyword.iskeyword(step.id):
+            raise WorkflowError(
+                "a step id must be a Python identifier (it names the keyword argument that "
+                f"carries the step's result), got {step.id!r}",
+                step=step.id,
+                field="id",
+            )
+    dag.Graph.from_pairs((step.id, step.depends_on) for step in doc.steps)
+    folder = os.path.dirname(os.path.abspath(file))
+    import_paths = tuple(dict.fromkeys([folder, os.getcwd()]))
+    steps = tuple(_build_step(step, values, doc.resources, import_paths) for step in doc.steps)
+    return WorkflowSpec(
+        name=doc.workflow.name,
+        steps=steps,
+        max_concurrent=doc.workflow.max_concurrent,
+        on_failure=doc.workflow.on_failure,
+        actors=doc.workflow.actors,
+        workers=doc.workflow.workers,
+        resources=doc.resources,
+        params=values,
+        source=file,
+        import_paths=import_paths,
+    )
+
+
+def _resolve_params(declared: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    for name in declared:
+        if not name.isidentifier():
+            raise WorkflowError(
+                f"parameter name {name!r} is not an identifier (usable as ${{name}})",
+                field="params",
+            )
+    values = dict(declared)
+    for name, value in overrides.items():
+        if name not in declared:
+            known = ", ".join(declared) or "none"
+            raise WorkflowError(f"unknown parameter {name!r} (declared: {known})", field="params")
+        values[name] = _coerce_override(name, declared[name], value)
+    return values
+
+
+def _coerce_override(name: str, default: Any, value: Any) -> Any:
+    if isinstance(default, bool):
+        ok = isinstance(value, bool)
+    elif isinstance(default, int):
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif isinstance(default, float):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    else:
+        ok = True
+    if not ok:
+        raise WorkflowError(
+            f"parameter {name!r} is a {type(default).__name__} (default {default!r}), "
+            f"got {value!r}",
+            field="params",
+        )
+    try:
+        msgspec.msgpack.encode(value)
+    except TypeError as exc:
+        raise WorkflowError(f"parameter {name!r}: value is not encodable: {exc}") from exc
+    return value
+
+
+def _build_step(
+    step: _FileStep,
+    params: dict[str, Any],
+    resources: dict[str, int],
+    import_paths: tuple[str, ...],
+) -> StepSpec:
+    args = _substitute(step.args, params, step.id, "args", "args")
+    typed: dict[str, Any] = {}
+    for name, expected in _SUBSTITUTED_TYPES.items():
+        given = getattr(step, name)
+        value = _substitute(given, params, step.id, name, name)
+        try:
+            typed[name] = msgspec.convert(value, expected)
+        except msgspec.ValidationError as exc:
+            message = str(exc)
+            reason = message[:1].lower() + message[1:]
+            if ", got " not in reason:
+                reason += f", got {value!r}"
+            used = _WHOLE_PLACEHOLDER.findall(given) if isinstance(given, str) else []
+            if used:
+                reason = f"mistyped parameter {', '.join(map(repr, used))}: {reason}"
+            raise WorkflowError(reason, step=step.id, field=name) from None
+    for resource in step.uses:
+        if resource not in resources:
+            raise WorkflowError(
+                f"unknown resource {resource!r} (declared: {', '.join(resources) or 'none'})",
+                step=step.id,
+                field="uses",
+            )
+    for clash in step.depends_on:
+        if clash in args:
+            raise WorkflowError(
+                f"argument {clash!r} clashes with the result of upstream step {clash!r}",
+                step=step.id,
+                field="args",
+            )
+    try:
+        fn = targets.resolve(step.run, import_paths=import_paths)
+    except WorkflowError as exc:
+        raise WorkflowError(exc.reason, step=step.id, field="run") from exc
+    _check_signature(fn, step, args)
+    return StepSpec(
+        id=step.id,
+        run=step.run,
+        args=args,
+        depends_on=tuple(step.depends_on),
+        retry_delay=step.retry_delay,
+        retry_backoff=step.retry_backoff,
+        retry_max_delay=step.retry_max_delay,
+        retry_on=tuple(step.retry_on),
+        deadline=step.deadline,
+        isolate=step.isolate,
+        uses=tuple(step.uses),
+        cache=step.cache,
+        **typed,
+    )
+
+
+def _substitute(value: Any, params: dict[str, Any], step: str, field: str, where: str) -> Any:
+    if isinstance(value, str):
+        return _substitute_text(value, params, step, field, where)
+    if isinstance(value, list):
+        return [
+            _substitute(item, params, step, field, f"{where}[{i}]") for i, item in enumerate(value)
+        ]
+    if isinstance(value, dict):
+        return {
+            key: _substitute(item, params, step, field, f"{where}.{key}")
+            for key, item in value.items()
+        }
+    return value
+
+
+def _substitute_text(text: str, params: dict[str, Any], step: str, field: str, where: str) -> Any:
+    def lookup(name: str) -> Any:
+        if not name.isidentifier():
+            raise WorkflowError(
+                f"invalid placeholder '${{{name}}}' in {where}: a parameter name is an "
+                "identifier (write '$${' for a literal '${')",
+                step=step,
+                field=field,
+            )
+        if name not in params:
+            known = ", ".join(params) or "none"
+            raise WorkflowError(
+                f"undefined parameter {name!r} in {where} (declared: {known})",
+                step=step,
+                field=field,
+            )
+        return params[name]
+
+    whole = _WHOLE_PLACEHOLDER.fullmatch(text)
+    if whole is not None:
+        return copy.deepcopy(lookup(whole[1]))
+
+    def replace(token: re.Match[str]) -> str:
+        if token[0] == "$${":
+            return "${"
+        if token[1] is None:
+            raise WorkflowError(
+                f"unclosed placeholder in {where}: {text!r} (write '$${{' for a literal '${{')",
+                step=step,
+                field=field,
+            )
+        value = lookup(token[1])
+        if isinstance(value, str):
+            return value
+        if value is None or isinstance(value, bool | int | float | list | dict):
+            return msgspec.json.encode(value).decode()
+        return str(value)
+
+    return _TOKEN.sub(replace, text)
+
+
+def _check_signature(fn: Callable[..., Any], step: _FileStep, args: dict[str, Any]) -> None:
+    """Check that ``fn`` accepts the step's args and upstream results as keyword arguments."""
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # some builtins have no signature: nothing to check
+        return
+    by_keyword = {p.name for p in parameters if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    takes_any = any(p.kind is p.VAR_KEYWORD for p in parameters)
+    for field, names in (("depends_on", step.depends_on), ("args", list(args))):
+        for name in names:
+            if name not in by_keyword and not takes_any:
+                what = "the result of upstream step" if field == "depends_on" else "argument"
+                raise WorkflowError(
+                    f"{step.run} takes no keyword argument {name!r} for {what} {name!r}",
+                    step=step.id,
+                    field=field,
+                )
+    given = {*args, *step.depends_on}
+    for p in parameters:
+        required = p.default is p.empty and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        if required and (p.name not in given or p.kind is p.POSITIONAL_ONLY):
+            raise WorkflowError(
+                f"{step.run} needs argument {p.name!r}, which neither args nor depends_on gives",
+                step=step.id,
+                field="args",
+            )
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        pass
+    try:
+        value = tomllib.loads(f"value = {text}")["value"]
+    except tomllib.TOMLDecodeError:
+        return text
+    return value if isinstance(value, str | int | float | bool | list | dict) else text
