@@ -81,6 +81,7 @@ class Graph:
         lookup = index.get
         deps: list[tuple[int, ...]] = []
         dependents: list[list[int]] = [[] for _ in steps]
+        forward = True  # every dependency defined before its dependent
         for i, (step, listed) in enumerate(dependencies.items()):
             if isinstance(listed, str):
                 raise WorkflowError(
@@ -93,21 +94,10 @@ class Graph:
             deps.append(ids)
             for j in ids:
                 dependents[j].append(i)
+            if forward and ids and max(ids) > i:
+                forward = False
 
-        # Kahn's algorithm; the heap pops the earliest-defined ready step first.
-        waiting = [len(d) for d in deps]
-        heap = [i for i, count in enumerate(waiting) if count == 0]  # sorted, hence a heap
-        order: list[int] = []
-        while heap:
-            i = heappop(heap)
-            order.append(i)
-            for j in dependents[i]:
-                waiting[j] -= 1
-                if waiting[j] == 0:
-                    heappush(heap, j)
-        if len(order) != len(steps):
-            raise CycleError([steps[i] for i in _find_cycle(deps, waiting)])
-
+        order = range(len(steps)) if forward else _topological(steps, deps, dependents)
         position = [0] * len(steps)
         for p, i in enumerate(order):
             position[i] = p
@@ -235,20 +225,15 @@ class Graph:
         """The graph in Graphviz DOT, edges from dependency to dependent; ``states`` (a subset
         of the steps is fine) fills each node with its state's colour and names the state."""
         known = self._known_states(states)
-        lines = [
-            f"digraph {_dot_quote(name)} {{",
-            "  rankdir=LR;",
-            '  node [shape=box, style="rounded,filled", fillcolor="#ffffff"];',
-        ]
+        lines = [f"digraph {_dot_quote(name)} {{", "  rankdir=LR;"]
+        lines.append('  node [shape=box, style="rounded,filled", fillcolor="#ffffff"];')
         for step in self._steps:
-            state = known.get(step)
-            if state is None:
-                lines.append(f"  {_dot_quote(step)};")
+            node = _dot_quote(step)
+            if (state := known.get(step)) is None:
+                lines.append(f"  {node};")
             else:
-                label = _dot_quote(step)[:-1] + "\\n" + state.value + '"'
-                lines.append(
-                    f'  {_dot_quote(step)} [label={label}, fillcolor="{_COLOURS[state]}"];'
-                )
+                label = f'{node[:-1]}\\n{state.value}"'
+                lines.append(f'  {node} [label={label}, fillcolor="{_COLOURS[state]}"];')
         lines.extend(f"  {_dot_quote(a)} -> {_dot_quote(b)};" for a, b in self._edges())
         lines.append("}")
         return "\n".join(lines) + "\n"
@@ -329,16 +314,31 @@ def _invalid_dependency(
             seen.add(name)
             continue
         return WorkflowError(reason, step=step, field="depends_on")
-    raise AssertionError(f"no invalid dependency in {names!r}")  # pragma: no cover
+    raise AssertionError(names)  # pragma: no cover
 
 
-def _find_cycle(deps: list[tuple[int, ...]], waiting: list[int]) -> list[int]:
-    """One cycle among the steps Kahn's algorithm could not place (``waiting > 0``).
+def _topological(
+    steps: tuple[str, ...], deps: list[tuple[int, ...]], dependents: list[list[int]]
+) -> list[int]:
+    """Kahn's algorithm, popping the earliest-defined ready step first (so the smallest order
+    by definition index); raises :class:`CycleError` with one cycle if there is one.
 
-    Each such step has a dependency that is also unplaced, so following the first one from the
-    earliest unplaced step must come back on itself. The cycle is rotated to start at its
-    earliest-defined step and ends with it again.
+    The steps left unplaced each have a dependency also unplaced: following the first one from
+    the earliest left step comes back on itself. The cycle is rotated to start at its
+    earliest-defined step.
     """
+    waiting = [len(d) for d in deps]
+    heap = [i for i, count in enumerate(waiting) if count == 0]  # sorted, hence a heap
+    order: list[int] = []
+    while heap:
+        i = heappop(heap)
+        order.append(i)
+        for j in dependents[i]:
+            waiting[j] -= 1
+            if waiting[j] == 0:
+                heappush(heap, j)
+    if len(order) == len(deps):
+        return order
     i = next(i for i, count in enumerate(waiting) if count)
     at: dict[int, int] = {}
     path: list[int] = []
@@ -349,7 +349,7 @@ def _find_cycle(deps: list[tuple[int, ...]], waiting: list[int]) -> list[int]:
     cycle = path[at[i] :]
     first = cycle.index(min(cycle))
     cycle = cycle[first:] + cycle[:first]
-    return [*cycle, cycle[0]]
+    raise CycleError([steps[i] for i in [*cycle, cycle[0]]])
 
 
 def _dot_quote(text: str) -> str:

@@ -173,6 +173,23 @@ def test_topological_order_respects_every_edge(deps: dict[str, list[str]]) -> No
 
 
 @given(dags())
+def test_topological_order_takes_the_earliest_defined_available_step(
+    deps: dict[str, list[str]],
+) -> None:
+    graph = Graph(deps)
+    placed: set[str] = set()
+    for step in graph.topological_order():
+        available = [s for s in deps if s not in placed and set(deps[s]) <= placed]
+        assert step == available[0]
+        placed.add(step)
+
+
+def test_a_definition_order_that_respects_the_edges_is_kept() -> None:
+    assert Graph(DIAMOND).topological_order() == ("a", "b", "c", "d")
+    assert Graph({"b": ["a"], "a": []}).topological_order() == ("a", "b")
+
+
+@given(dags())
 def test_levels_are_consistent_with_edges(deps: dict[str, list[str]]) -> None:
     levels = Graph(deps).levels()
     level = {step: k for k, group in enumerate(levels) for step in group}
