@@ -233,7 +233,7 @@ def _from_validation_error(exc: msgspec.ValidationError, raw: Any) -> WorkflowEr
         head = path[:2] if path[:1] == ["workflow"] else path[:1]
         rest = path[len(head) :]
     if rest:
-        message = f"{message} (at {_format_path(path)})"
+        message = f"{message} (at {_format_path(path[2:] if step is not None else path)})"
     return WorkflowError(message, step=step, field=_format_path(head) or None)
 
 
