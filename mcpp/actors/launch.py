@@ -1,0 +1,143 @@
+"""One step attempt in its own actor process: spawn, start, watch, time out, tear down.
+
+tractor 0.1.0a5 hangs a parent whose child is SIGKILLed mid-call, so every conversation with a
+step actor runs beside a watcher of the child's process that ends the conversation the moment
+the process dies. A timed-out attempt is cancelled, and its process is killed if it has not
+exited after :data:`GRACE` seconds (a busy loop or a blocking C call ignores cancellation).
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import tractor
+import trio
+
+from mcpp import protocol
+from mcpp.actors import step as step_endpoint
+from mcpp.errors import ProtocolError
+from mcpp.protocol import ErrorInfo, Heartbeat, StartStep, StepFailed, StepStarted, StepSucceeded
+from mcpp.spec import StepSpec
+
+__all__ = ["GRACE", "SPAWN_TIMEOUT", "STEP_MODULES", "process_death", "run_isolated"]
+
+GRACE = 1.5
+SPAWN_TIMEOUT = 60.0
+STEP_MODULES = ["mcpp.actors.step"]
+
+Emit = Callable[[Any], Awaitable[None]]
+Outcome = StepSucceeded | StepFailed
+
+
+def process_death(returncode: int | None, pid: int) -> str:
+    """Describe how process ``pid`` ended: the signal by name, or the exit code."""
+    if returncode is not None and returncode < 0:
+        try:
+            name = signal.Signals(-returncode).name
+        except ValueError:
+            name = f"signal {-returncode}"
+        return f"step process {pid} was killed by {name}"
+    return f"step process {pid} exited with code {returncode} before the step finished"
+
+
+def child_process(nursery: Any, portal: Any) -> trio.Process:
+    """Return the trio.Process of the actor behind ``portal`` (a tractor internal)."""
+    process: trio.Process = nursery._children[portal.channel.uid][1]
+    return process
+
+
+async def stop_actor(portal: Any, process: trio.Process) -> None:
+    """Ask the actor to cancel; kill its process if it is still alive after GRACE seconds."""
+    with trio.CancelScope(shield=True):
+        if process.poll() is None:
+            with trio.move_on_after(GRACE):
+                await portal.cancel_actor()
+                await process.wait()
+        if process.poll() is None:
+            process.kill()
+            await process.wait()
+
+
+async def converse(
+    portal: Any, process: trio.Process, start: StartStep, limit: float | None, emit: Emit
+) -> Outcome:
+    """Send ``start`` to a step actor and return its outcome.
+
+    Ends early with a failed outcome when the process dies or ``limit`` seconds (the step's
+    timeout) pass.
+    """
+    began = time.perf_counter()
+    outcome: Outcome | None = None
+    died = False
+
+    async with trio.open_nursery() as nursery:
+
+        async def watch() -> None:
+            nonlocal died
+            await process.wait()
+            died = True
+            nursery.cancel_scope.cancel()
+
+        nursery.start_soon(watch)
+        with trio.move_on_after(limit if limit is not None else math.inf):
+            async with (
+                portal.open_context(step_endpoint.serve) as (ctx, _pid),
+                ctx.open_stream() as stream,
+            ):
+                await stream.send(protocol.encode(start))
+                async for raw in stream:
+                    message = protocol.from_step.decode(raw)
+                    match message:
+                        case StepStarted():
+                            await emit(message)
+                        case StepSucceeded() | StepFailed():
+                            outcome = message
+                            break
+                        case Heartbeat():
+                            pass
+                        case _:
+                            raise ProtocolError(
+                                f"step {start.step!r}: unexpected {type(message).__name__}"
+                            )
+        nursery.cancel_scope.cancel()
+
+    if outcome is not None:
+        return outcome
+    duration = time.perf_counter() - began
+    if died:
+        error = ErrorInfo(
+            type="ProcessDied", message=process_death(process.returncode, process.pid)
+        )
+        return StepFailed(step=start.step, attempt=start.attempt, error=error, duration_s=duration)
+    error = ErrorInfo(
+        type="StepTimeout", message=f"step {start.step!r} timed out after {limit:g} s"
+    )
+    return StepFailed(
+        step=start.step, attempt=start.attempt, error=error, duration_s=duration, timed_out=True
+    )
+
+
+async def run_isolated(step: StepSpec, start: StartStep, emit: Emit) -> Outcome:
+    """Run one attempt of ``step`` in a new actor process named ``step:ID``; return its outcome.
+
+    The process is gone when this returns, also when it is cancelled.
+    """
+    async with tractor.open_nursery() as nursery:
+        portal = None
+        with trio.move_on_after(SPAWN_TIMEOUT):
+            portal = await nursery.start_actor(f"step:{step.id}", enable_modules=STEP_MODULES)
+        if portal is None:
+            error = ErrorInfo(
+                type="SpawnError",
+                message=f"step {step.id!r}: actor did not start within {SPAWN_TIMEOUT:g} s",
+            )
+            return StepFailed(step=step.id, attempt=start.attempt, error=error, duration_s=0.0)
+        process = child_process(nursery, portal)
+        try:
+            return await converse(portal, process, start, step.timeout, emit)
+        finally:
+            await stop_actor(portal, process)

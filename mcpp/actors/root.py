@@ -1,0 +1,122 @@
+"""The supervisor's side of the actor tree: the root actor and the coordinator actor.
+
+:func:`open_run` is the one door from the rest of mcpp into tractor: it starts a root actor with
+a registry address of its own (tractor's shared default port lets unrelated runs crash each
+other), starts the coordinator actor, hands it the run and yields a :class:`RunChannel` of
+events. When the block exits, every actor process of the run is gone.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from typing import Any
+
+import tractor
+import trio
+
+from mcpp import protocol
+from mcpp.actors import coordinator
+from mcpp.actors.launch import child_process, process_death, stop_actor
+from mcpp.actors.runtimevars import set_secret
+from mcpp.errors import RunError
+from mcpp.protocol import CancelRun, RunWorkflow
+
+__all__ = ["RunChannel", "free_port", "inside_actor", "open_run"]
+
+LOOPBACK = "127.0.0.1"
+COORDINATOR_MODULES = ["mcpp.actors.coordinator"]
+# mcpp reports every failure itself; tractor's own console log would repeat expected ones
+# (a cancelled step context) as errors. Its 'runtime' and 'transport' levels would also print
+# the run secret, so they must never be enabled.
+TRACTOR_LOGLEVEL = "critical"
+
+
+def free_port() -> int:
+    """Return a TCP port on loopback that is free right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def inside_actor() -> bool:
+    """True in a process that tractor started (a coordinator, step or worker actor)."""
+    actor = tractor.current_actor(err_on_no_runtime=False)
+    return actor is not None and not actor.is_arbiter
+
+
+class RunChannel:
+    """Events of one run, and the way to cancel it."""
+
+    def __init__(self, stream: Any, secret: str, process: trio.Process) -> None:
+        self.stream = stream
+        self.secret = secret
+        self.process = process
+
+    @property
+    def coordinator_pid(self) -> int:
+        """The coordinator actor's process id."""
+        return self.process.pid
+
+    async def cancel(self, reason: str) -> None:
+        """Ask the coordinator to cancel every running step and skip the rest."""
+        with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+            await self.stream.send(protocol.encode(CancelRun(secret=self.secret, reason=reason)))
+
+    async def events(self) -> AsyncIterator[Any]:
+        """Yield decoded events until ``RunFinished`` (included).
+
+        Raises RunError if the coordinator process dies first, ProtocolError on a bad message.
+        """
+        async for raw in self.stream:
+            event = protocol.to_supervisor.decode(raw)
+            yield event
+            if isinstance(event, protocol.RunFinished):
+                return
+        raise RunError("the coordinator closed the run without finishing it")
+
+
+@asynccontextmanager
+async def open_run(run: RunWorkflow) -> AsyncIterator[RunChannel]:
+    """Start the actor tree for ``run`` and yield its RunChannel.
+
+    Raises RunError if the coordinator cannot start or its process dies.
+    """
+    set_secret(run.secret)
+    async with (
+        tractor.open_root_actor(
+            arbiter_addr=(LOOPBACK, free_port()),
+            name="mcpp-supervisor",
+            start_method="trio",
+            loglevel=TRACTOR_LOGLEVEL,
+        ),
+        tractor.open_nursery() as nursery,
+    ):
+        portal = await nursery.start_actor("mcpp-coordinator", enable_modules=COORDINATOR_MODULES)
+        process = child_process(nursery, portal)
+        died = False
+        try:
+            async with trio.open_nursery() as watch_nursery:
+
+                async def watch() -> None:
+                    nonlocal died
+                    await process.wait()
+                    died = True
+                    watch_nursery.cancel_scope.cancel()
+
+                watch_nursery.start_soon(watch)
+                async with (
+                    portal.open_context(coordinator.coordinate) as (ctx, _pid),
+                    ctx.open_stream() as stream,
+                ):
+                    await stream.send(protocol.encode(run))
+                    yield RunChannel(stream, run.secret, process)
+                watch_nursery.cancel_scope.cancel()
+        finally:
+            await stop_actor(portal, process)
+        if died:
+            raise RunError(
+                "the coordinator died: " + process_death(process.returncode, process.pid)
+            )

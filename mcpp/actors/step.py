@@ -1,0 +1,149 @@
+"""The step actor endpoint: runs step functions for the coordinator.
+
+This module is the only one a step or worker actor exposes to tractor. Its endpoint checks the
+run secret on every message before it resolves or runs anything, so a process that connects to
+the actor's port without the secret gets no code run.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import signal
+import time
+import traceback
+from functools import partial
+from typing import Any
+
+import msgspec
+import outcome
+import tractor
+import trio
+
+from mcpp import protocol
+from mcpp.actors.parentwatch import watch_parent
+from mcpp.actors.runtimevars import get_secret
+from mcpp.protocol import CancelStep, ErrorInfo, StartBatch, StartStep
+
+__all__ = ["HEARTBEAT_INTERVAL", "run_start", "serve"]
+
+HEARTBEAT_INTERVAL = 2.0
+
+
+INTERNAL_PATHS = tuple(
+    os.path.dirname(path) + os.sep
+    for path in (trio.__file__, outcome.__file__, msgspec.__file__, __file__)
+    if path is not None
+)
+
+
+def error_info(exc: BaseException) -> ErrorInfo:
+    """Box ``exc``: its type name, message and the traceback of the user's frames.
+
+    Frames of mcpp's step runner, trio and outcome are left out: they are the same for every
+    step and hide the user's own.
+    """
+    summary = traceback.TracebackException.from_exception(exc)
+    frames = [f for f in summary.stack if not f.filename.startswith(INTERNAL_PATHS)]
+    summary.stack = traceback.StackSummary.from_list(frames)
+    return ErrorInfo(type=type(exc).__name__, message=str(exc), traceback="".join(summary.format()))
+
+
+async def call(start: StartStep) -> msgspec.Raw:
+    """Resolve and call the step function of ``start``; return its encoded result.
+
+    Sync functions run in a worker thread (abandoned on cancellation: the coordinator kills the
+    process if the thread does not stop); async functions run in this event loop.
+    """
+    from mcpp.targets import resolve
+
+    fn = resolve(start.target, import_paths=start.import_paths, main_path=start.main_path)
+    kwargs: dict[str, Any] = protocol.decode_value(start.kwargs)
+    if inspect.iscoroutinefunction(fn):
+        value = await fn(**kwargs)
+    else:
+        value = await trio.to_thread.run_sync(  # type: ignore[call-arg]
+            partial(fn, **kwargs), abandon_on_cancel=True
+        )
+    return protocol.encode_value(value, step=start.step)
+
+
+async def run_start(start: StartStep, send: Any, running: dict[str, trio.CancelScope]) -> None:
+    """Run one attempt and send StepStarted, then StepSucceeded or StepFailed.
+
+    Sends nothing more if the attempt is cancelled (the coordinator records that itself).
+    """
+    began = time.perf_counter()
+    await send(
+        protocol.encode(
+            protocol.StepStarted(
+                step=start.step, attempt=start.attempt, pid=os.getpid(), at=time.time()
+            )
+        )
+    )
+    outcome: protocol.Message | None = None
+    with trio.CancelScope() as scope:
+        running[start.step] = scope
+        try:
+            result = await call(start)
+        except Exception as exc:
+            outcome = protocol.StepFailed(
+                step=start.step,
+                attempt=start.attempt,
+                error=error_info(exc),
+                duration_s=time.perf_counter() - began,
+            )
+        else:
+            outcome = protocol.StepSucceeded(
+                step=start.step,
+                attempt=start.attempt,
+                result=result,
+                duration_s=time.perf_counter() - began,
+            )
+        finally:
+            running.pop(start.step, None)
+    if outcome is not None and not scope.cancelled_caught:
+        await send(protocol.encode(outcome))
+
+
+async def heartbeat(send: Any, running: dict[str, trio.CancelScope]) -> None:
+    """Send a Heartbeat every HEARTBEAT_INTERVAL seconds."""
+    while True:
+        await trio.sleep(HEARTBEAT_INTERVAL)
+        await send(
+            protocol.encode(
+                protocol.Heartbeat(pid=os.getpid(), at=time.time(), steps=tuple(running))
+            )
+        )
+
+
+@tractor.context  # type: ignore[untyped-decorator]
+async def serve(ctx: tractor.Context) -> None:
+    """Serve StartStep, StartBatch and CancelStep messages on one stream until it closes.
+
+    Every message must carry this run's secret: one without it raises ProtocolError in this
+    context (its sender sees the error), before any code is resolved or run.
+    """
+    watch_parent()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor alone handles Ctrl-C
+    secret = get_secret()
+    await ctx.started(os.getpid())
+    running: dict[str, trio.CancelScope] = {}
+    async with ctx.open_stream() as stream, trio.open_nursery() as nursery:
+        nursery.start_soon(heartbeat, stream.send, running)
+        async for raw in stream:
+            message = protocol.to_step.decode(raw)
+            protocol.check_secret(message, secret)
+            match message:
+                case StartStep():
+                    nursery.start_soon(run_start, message, stream.send, running)
+                case StartBatch():
+                    for start in message.steps:
+                        protocol.check_secret(start, secret)
+                    for start in message.steps:
+                        nursery.start_soon(run_start, start, stream.send, running)
+                case CancelStep():
+                    scope = running.get(message.step)
+                    if scope is not None:
+                        scope.cancel()
+        nursery.cancel_scope.cancel()

@@ -1,0 +1,280 @@
+"""Every message that crosses a process boundary in mcpp.
+
+Messages are frozen msgspec Structs in one tagged union (the tag field is ``"kind"``), encoded
+as MessagePack. Each direction has one decoder, built once, that accepts only the messages of
+that direction::
+
+    supervisor  --RunWorkflow, CancelRun-->               coordinator
+    coordinator --StartStep, StartBatch, CancelStep-->    step / worker actor
+    step        --StepStarted, StepSucceeded, StepFailed, Heartbeat, ResultBatch--> coordinator
+    coordinator --StepStarted, StepSucceeded, StepFailed, StepSkipped, StepCancelled,
+                  RunFinished, Heartbeat-->               supervisor
+
+Every message that asks an actor to run or stop code carries the run's ``secret``; the receiver
+checks it with :func:`check_secret`. Results and arguments travel as ``msgspec.Raw`` MessagePack
+so the coordinator forwards them without decoding.
+
+Schema evolution: a new field gets a default; the set of tags is pinned by a test, so renaming
+a message is a deliberate wire change; :data:`PROTOCOL_VERSION` changes when a change is not
+backwards compatible.
+"""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+from typing import Any, Final
+
+import msgspec
+
+from mcpp.errors import ProtocolError
+from mcpp.spec import WorkflowSpec
+
+__all__ = [
+    "PROTOCOL_VERSION",
+    "CancelRun",
+    "CancelStep",
+    "Decoder",
+    "ErrorInfo",
+    "Heartbeat",
+    "Message",
+    "ResultBatch",
+    "RunFinished",
+    "RunWorkflow",
+    "StartBatch",
+    "StartStep",
+    "StepCancelled",
+    "StepFailed",
+    "StepSkipped",
+    "StepStarted",
+    "StepSucceeded",
+    "check_secret",
+    "decode_value",
+    "encode",
+    "encode_value",
+    "from_step",
+    "new_secret",
+    "to_coordinator",
+    "to_step",
+    "to_supervisor",
+]
+
+PROTOCOL_VERSION: Final = 1
+
+
+class Message(msgspec.Struct, frozen=True, tag_field="kind", kw_only=True):
+    """Base of every wire message. Never sent itself."""
+
+
+class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
+    """A boxed exception: its type name, message and the remote traceback text."""
+
+    type: str
+    message: str
+    traceback: str = ""
+
+
+# --- supervisor -> coordinator -------------------------------------------------------------
+
+
+class RunWorkflow(Message, frozen=True, tag="run_workflow"):
+    """Run ``spec``. ``completed`` maps steps that already succeeded (resume) to their results."""
+
+    version: int
+    secret: str
+    run_id: str
+    spec: WorkflowSpec
+    completed: dict[str, msgspec.Raw] = {}
+
+
+class CancelRun(Message, frozen=True, tag="cancel_run"):
+    """Cancel every running step and skip the rest."""
+
+    secret: str
+    reason: str = "cancelled"
+
+
+# --- coordinator -> step ---------------------------------------------------------------------
+
+
+class StartStep(Message, frozen=True, tag="start_step"):
+    """Run one attempt of a step: call ``target`` with the MessagePack map ``kwargs``."""
+
+    version: int
+    secret: str
+    run_id: str
+    step: str
+    attempt: int
+    target: str
+    kwargs: msgspec.Raw
+    import_paths: tuple[str, ...] = ()
+    main_path: str | None = None
+
+
+class StartBatch(Message, frozen=True, tag="start_batch"):
+    """Several steps for one worker at once (pool mode)."""
+
+    secret: str
+    steps: tuple[StartStep, ...]
+
+
+class CancelStep(Message, frozen=True, tag="cancel_step"):
+    """Stop the running attempt of ``step``."""
+
+    secret: str
+    step: str
+
+
+# --- step -> coordinator, and coordinator -> supervisor (events) -----------------------------
+
+
+class StepStarted(Message, frozen=True, tag="step_started"):
+    """An attempt began in process ``pid``."""
+
+    step: str
+    attempt: int
+    pid: int
+    at: float
+
+
+class StepSucceeded(Message, frozen=True, tag="step_succeeded"):
+    """An attempt returned; ``result`` is its MessagePack encoding."""
+
+    step: str
+    attempt: int
+    result: msgspec.Raw
+    duration_s: float
+
+
+class StepFailed(Message, frozen=True, tag="step_failed"):
+    """An attempt raised, timed out or its process died.
+
+    ``timed_out`` marks a timeout; ``will_retry`` says another attempt follows.
+    """
+
+    step: str
+    attempt: int
+    error: ErrorInfo
+    duration_s: float
+    timed_out: bool = False
+    will_retry: bool = False
+
+
+class Heartbeat(Message, frozen=True, tag="heartbeat"):
+    """A liveness signal from a process running ``steps``."""
+
+    pid: int
+    at: float
+    steps: tuple[str, ...] = ()
+
+
+class ResultBatch(Message, frozen=True, tag="result_batch"):
+    """Several step outcomes at once (pool mode)."""
+
+    results: tuple[StepStarted | StepSucceeded | StepFailed, ...]
+
+
+class StepSkipped(Message, frozen=True, tag="step_skipped"):
+    """A step will not run because ``because`` (an upstream step) did not succeed."""
+
+    step: str
+    because: str | None
+
+
+class StepCancelled(Message, frozen=True, tag="step_cancelled"):
+    """A running step was stopped (fail_fast, interrupt or explicit cancel)."""
+
+    step: str
+    attempt: int
+    reason: str
+    duration_s: float = 0.0
+
+
+class RunFinished(Message, frozen=True, tag="run_finished"):
+    """The coordinator is done; ``status`` is succeeded, failed or cancelled."""
+
+    status: str
+    duration_s: float
+
+
+ToCoordinator = RunWorkflow | CancelRun
+ToStep = StartStep | StartBatch | CancelStep
+FromStep = StepStarted | StepSucceeded | StepFailed | Heartbeat | ResultBatch
+ToSupervisor = (
+    StepStarted | StepSucceeded | StepFailed | StepSkipped | StepCancelled | RunFinished | Heartbeat
+)
+
+_encoder = msgspec.msgpack.Encoder()
+
+
+def encode(message: Message) -> bytes:
+    """Encode a message to MessagePack bytes."""
+    return _encoder.encode(message)
+
+
+class Decoder:
+    """Decode the messages of one direction; anything else raises :class:`ProtocolError`.
+
+    ``Decoder(union, direction)`` is built once per direction and reused.
+    """
+
+    __slots__ = ("decoder", "direction")
+
+    def __init__(self, union: Any, direction: str) -> None:
+        self.direction = direction
+        self.decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(union)
+
+    def decode(self, data: bytes) -> Any:
+        """Return the message in ``data``.
+
+        Raises ProtocolError for bytes that are not MessagePack, an unknown or foreign tag, a
+        missing field or a field of the wrong type, or a protocol version other than ours.
+        """
+        if not isinstance(data, bytes | bytearray | memoryview):
+            raise ProtocolError(
+                f"{self.direction}: expected message bytes, got {type(data).__name__}"
+            )
+        try:
+            message = self.decoder.decode(data)
+        except msgspec.DecodeError as exc:
+            raise ProtocolError(f"{self.direction}: invalid message: {exc}") from None
+        version = getattr(message, "version", PROTOCOL_VERSION)
+        if version != PROTOCOL_VERSION:
+            raise ProtocolError(
+                f"{self.direction}: protocol version {version}, expected {PROTOCOL_VERSION}"
+            )
+        return message
+
+
+to_coordinator: Final = Decoder(ToCoordinator, "supervisor->coordinator")
+to_step: Final = Decoder(ToStep, "coordinator->step")
+from_step: Final = Decoder(FromStep, "step->coordinator")
+to_supervisor: Final = Decoder(ToSupervisor, "coordinator->supervisor")
+
+
+def new_secret() -> str:
+    """Return a fresh random run secret (256 bits, URL-safe text)."""
+    return secrets.token_urlsafe(32)
+
+
+def check_secret(message: Any, expected: str) -> None:
+    """Raise ProtocolError unless ``message.secret`` equals ``expected`` (constant time)."""
+    got = getattr(message, "secret", None)
+    if not isinstance(got, str) or not hmac.compare_digest(got.encode(), expected.encode()):
+        raise ProtocolError(f"{type(message).__name__} without this run's secret: refused")
+
+
+def encode_value(value: Any, *, step: str) -> msgspec.Raw:
+    """Encode a step's result (or arguments) as MessagePack.
+
+    Raises TypeError naming ``step`` and the offending type when ``value`` is not encodable.
+    """
+    try:
+        return msgspec.Raw(_encoder.encode(value))
+    except (TypeError, OverflowError) as exc:
+        raise TypeError(f"step {step!r}: result cannot be encoded: {exc}") from None
+
+
+def decode_value(raw: msgspec.Raw | bytes) -> Any:
+    """Decode a value encoded by :func:`encode_value`."""
+    return msgspec.msgpack.decode(raw)

@@ -1,0 +1,103 @@
+"""The command line: ``python -m mcpp.supervisor`` (also installed as ``mcpp``).
+
+Exit codes: 0 every step succeeded; 1 a step failed, timed out or was skipped; 2 an invalid
+workflow or usage; 130 interrupted (Ctrl-C, SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from functools import partial
+
+import msgspec
+import trio
+from rich.console import Console
+
+from mcpp.errors import MCPPError, WorkflowError
+from mcpp.loader import dump_plan, load_workflow_spec, parse_param_overrides
+from mcpp.spec import WorkflowSpec
+from mcpp.supervisor.progress import Progress, summary
+from mcpp.supervisor.run import run_spec
+
+__all__ = ["EXIT_INTERRUPTED", "EXIT_USAGE", "main", "parser"]
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def parser() -> argparse.ArgumentParser:
+    """Build the argument parser of every command."""
+    top = argparse.ArgumentParser(
+        prog="mcpp", description="Run workflows of steps as actor processes."
+    )
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    spawn = commands.add_parser("spawn", help="run a workflow file")
+    spawn.add_argument("file", help="workflow file (.toml, .json, .yaml)")
+    spawn.add_argument(
+        "--param", action="append", default=[], metavar="K=V", help="override a parameter"
+    )
+    spawn.add_argument("--max-concurrent", type=int, metavar="N", help="steps running at once")
+    spawn.add_argument("--fail-fast", action="store_true", help="cancel everything on a failure")
+    spawn.add_argument("--actors", choices=["per_step", "pool"], help="actor mode")
+    spawn.add_argument("--workers", type=int, metavar="N", help="pool size (pool mode)")
+    spawn.add_argument("--json", action="store_true", help="print the result as one JSON document")
+    spawn.add_argument("--quiet", action="store_true", help="no progress output")
+    spawn.add_argument(
+        "--dry-run", action="store_true", help="validate and print the plan, run nothing"
+    )
+    return top
+
+
+def apply_options(spec: WorkflowSpec, args: argparse.Namespace) -> WorkflowSpec:
+    """Apply command-line overrides to ``spec``; raise WorkflowError for invalid values."""
+    changes: dict[str, object] = {}
+    if args.max_concurrent is not None:
+        if args.max_concurrent < 1:
+            raise WorkflowError("--max-concurrent must be at least 1", field="max_concurrent")
+        changes["max_concurrent"] = args.max_concurrent
+    if args.fail_fast:
+        changes["on_failure"] = "fail_fast"
+    if args.actors:
+        changes["actors"] = args.actors
+    if args.workers is not None:
+        if args.workers < 1:
+            raise WorkflowError("--workers must be at least 1", field="workers")
+        changes["workers"] = args.workers
+    return msgspec.structs.replace(spec, **changes) if changes else spec
+
+
+def spawn(args: argparse.Namespace) -> int:
+    """Run ``spawn``; return the exit code."""
+    try:
+        spec = load_workflow_spec(args.file, parse_param_overrides(args.param))
+        spec = apply_options(spec, args)
+    except WorkflowError as exc:
+        print(f"mcpp: invalid workflow: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.dry_run:
+        print(dump_plan(spec))
+        return 0
+    with Progress(quiet=args.quiet or args.json) as progress:
+        result = trio.run(partial(run_spec, spec, on_event=progress.on_event))
+    if args.json:
+        sys.stdout.buffer.write(result.to_json() + b"\n")
+    else:
+        summary(result, Console())
+    return result.exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code."""
+    args = parser().parse_args(argv)
+    try:
+        if args.command == "spawn":
+            return spawn(args)
+    except MCPPError as exc:
+        print(f"mcpp: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    return EXIT_USAGE

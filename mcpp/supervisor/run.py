@@ -1,0 +1,88 @@
+"""Run a workflow under the supervising trio nursery: signals, events, the result.
+
+This is the root of every run, for the CLI and the Python API alike. SIGINT and SIGTERM cancel
+the whole tree (the run ends ``cancelled``, steps that were running marked so); a second signal
+stops waiting for a graceful end. The actor processes are gone when :func:`run_spec` returns.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import msgspec
+import trio
+
+from mcpp import protocol
+from mcpp.actors import open_run
+from mcpp.results import RunRecorder, RunResult
+from mcpp.spec import WorkflowSpec
+
+__all__ = ["EventHook", "new_run_id", "run_spec"]
+
+EventHook = Callable[[RunRecorder, Any], None]
+INTERRUPT_GRACE = 10.0
+
+
+def new_run_id() -> str:
+    """Return a new unique run id whose first 12 hex digits are the time in ms (sortable)."""
+    return f"{int(time.time() * 1000):012x}{uuid.uuid4().hex[:12]}"
+
+
+async def run_spec(
+    spec: WorkflowSpec,
+    *,
+    run_id: str | None = None,
+    completed: Mapping[str, bytes] | None = None,
+    on_event: EventHook | None = None,
+    handle_signals: bool = True,
+) -> RunResult:
+    """Run ``spec`` through a coordinator actor and step actors; return the run result.
+
+    ``completed`` maps steps that already succeeded (resume) to their encoded results.
+    ``on_event(recorder, event)`` is called after each event is recorded. With
+    ``handle_signals`` (main thread only), SIGINT/SIGTERM cancel the run.
+
+    Raises RunError if the actor tree itself fails (the coordinator dies), ProtocolError if a
+    message is malformed. Step failures are not raised: they are in the result.
+    """
+    run_id = run_id or new_run_id()
+    completed = dict(completed or {})
+    recorder = RunRecorder(run_id, spec, completed)
+    message = protocol.RunWorkflow(
+        version=protocol.PROTOCOL_VERSION,
+        secret=protocol.new_secret(),
+        run_id=run_id,
+        spec=spec,
+        completed={k: msgspec.Raw(v) for k, v in completed.items()},
+    )
+    interrupted: list[str] = []
+    async with open_run(message) as channel, trio.open_nursery() as nursery:
+        if handle_signals:
+
+            async def on_signals() -> None:
+                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+                    async for signum in signals:
+                        name = signal.Signals(signum).name
+                        if interrupted:
+                            nursery.cancel_scope.cancel()
+                            return
+                        interrupted.append(name)
+                        await channel.cancel(f"interrupted by {name}")
+                        nursery.cancel_scope.deadline = trio.current_time() + INTERRUPT_GRACE
+
+            nursery.start_soon(on_signals)
+        async for event in channel.events():
+            recorder.apply(event)
+            if on_event is not None:
+                on_event(recorder, event)
+        nursery.cancel_scope.cancel()
+    if interrupted:
+        for record in recorder.steps.values():
+            if record.status in ("running", "pending"):
+                record.status = "cancelled"
+        return recorder.result("cancelled")
+    return recorder.result()
