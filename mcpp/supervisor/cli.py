@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
+from typing import Any
 
 import msgspec
 import trio
@@ -28,13 +29,24 @@ EXIT_INTERRUPTED = 130
 
 
 def parser() -> argparse.ArgumentParser:
-    """Build the argument parser of every command."""
+    """Build the argument parser of every command.
+
+    Each command is added by a function ``add_X(commands)`` that sets ``func``, the callable
+    that runs it (``func(args) -> exit code``).
+    """
     top = argparse.ArgumentParser(
         prog="mcpp", description="Run workflows of steps as actor processes."
     )
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(commands)
+    return top
 
+
+def add_spawn(commands: Any) -> None:
+    """Add ``spawn FILE``."""
     spawn = commands.add_parser("spawn", help="run a workflow file")
+    spawn.set_defaults(func=spawn_command)
     spawn.add_argument("file", help="workflow file (.toml, .json, .yaml)")
     spawn.add_argument(
         "--param", action="append", default=[], metavar="K=V", help="override a parameter"
@@ -48,7 +60,6 @@ def parser() -> argparse.ArgumentParser:
     spawn.add_argument(
         "--dry-run", action="store_true", help="validate and print the plan, run nothing"
     )
-    return top
 
 
 def apply_options(spec: WorkflowSpec, args: argparse.Namespace) -> WorkflowSpec:
@@ -69,7 +80,7 @@ def apply_options(spec: WorkflowSpec, args: argparse.Namespace) -> WorkflowSpec:
     return msgspec.structs.replace(spec, **changes) if changes else spec
 
 
-def spawn(args: argparse.Namespace) -> int:
+def spawn_command(args: argparse.Namespace) -> int:
     """Run ``spawn``; return the exit code."""
     try:
         spec = load_workflow_spec(args.file, parse_param_overrides(args.param))
@@ -93,11 +104,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     args = parser().parse_args(argv)
     try:
-        if args.command == "spawn":
-            return spawn(args)
+        code: int = args.func(args)
+    except WorkflowError as exc:
+        print(f"mcpp: invalid workflow: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except MCPPError as exc:
         print(f"mcpp: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
-    return EXIT_USAGE
+    return code
+
+
+COMMANDS: list[Callable[[Any], None]] = [add_spawn]
