@@ -202,7 +202,7 @@ def _read(file: str) -> Any:
         raise WorkflowError(f"cannot read the workflow file: {exc.strerror or exc}") from exc
     try:
         return decode(data)
-    except (msgspec.DecodeError, ValueError) as exc:  # pyyaml's errors are not DecodeErrors
+    except msgspec.DecodeError as exc:
         raise WorkflowError(f"invalid {kind}: {exc}") from exc
 
 
@@ -317,24 +317,25 @@ def _resolve_params(declared: dict[str, Any], overrides: Mapping[str, Any]) -> d
 
 def _coerce_override(name: str, default: Any, value: Any) -> Any:
     if isinstance(default, bool):
-        ok = isinstance(value, bool)
+        ok, kind = isinstance(value, bool), "a bool"
     elif isinstance(default, int):
-        ok = isinstance(value, int) and not isinstance(value, bool)
+        ok, kind = isinstance(value, int) and not isinstance(value, bool), "an int"
     elif isinstance(default, float):
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        ok, kind = isinstance(value, int | float) and not isinstance(value, bool), "a number"
         value = float(value) if ok else value
     else:
-        ok = True
+        ok, kind = True, ""
     if not ok:
         raise WorkflowError(
-            f"parameter {name!r} is a {type(default).__name__} (default {default!r}), "
-            f"got {value!r}",
+            f"parameter {name!r} must be {kind} (its default is {default!r}), got {value!r}",
             field="params",
         )
     try:
         msgspec.msgpack.encode(value)
     except TypeError as exc:
-        raise WorkflowError(f"parameter {name!r}: value is not encodable: {exc}") from exc
+        raise WorkflowError(
+            f"parameter {name!r}: value is not encodable: {exc}", field="params"
+        ) from exc
     return value
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from mcpp.errors import WorkflowError
 
-__all__ = ["add_import_paths", "describe", "resolve"]
+__all__ = ["MAIN", "MP_MAIN", "add_import_paths", "describe", "resolve"]
 
 MAIN = "__main__"
 MP_MAIN = "__mp_main__"
@@ -69,7 +69,7 @@ def resolve(
             raise WorkflowError(f"{owner!r} has no attribute {part!r}", field="run") from None
     if not callable(target):
         raise WorkflowError(
-            f"target {run!r} is a {type(target).__name__}, not a function", field="run"
+            f"target {run!r} is not callable: it is of type {type(target).__name__}", field="run"
         )
     return target
 

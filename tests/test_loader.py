@@ -378,6 +378,13 @@ def test_unknown_dependency(tmp_path: Path, mod: str) -> None:
     assert "ghost" in str(err)
 
 
+def test_duplicate_dependency(tmp_path: Path, mod: str) -> None:
+    steps = '[[steps]]\nid = "a"\nrun = "MOD:anything"\n'
+    steps += '[[steps]]\nid = "b"\nrun = "MOD:anything"\ndepends_on = ["a", "a"]\n'
+    path = write(tmp_path, workflow(mod, steps))
+    assert_names(load_error(path), path, step="b", field="depends_on")
+
+
 def test_self_dependency(tmp_path: Path, mod: str) -> None:
     path = write(
         tmp_path, workflow(mod, '[[steps]]\nid = "a"\nrun = "MOD:anything"\ndepends_on = ["a"]\n')
@@ -424,7 +431,7 @@ def test_graph_errors_come_before_imports(tmp_path: Path) -> None:
         ("MOD:a-b", "expected 'module:function'"),
         ("no_such_module_xyz:fn", "module 'no_such_module_xyz' not found"),
         ("MOD:missing", "has no attribute 'missing'"),
-        ("MOD:NOT_CALLABLE", "is a int, not a function"),
+        ("MOD:NOT_CALLABLE", "is not callable: it is of type int"),
         ("__main__:fn", "names the main script"),
     ],
 )
@@ -606,11 +613,11 @@ def test_overrides_replace_defaults(tmp_path: Path, mod: str) -> None:
     ("override", "reason"),
     [
         ({"nope": 1}, "unknown parameter 'nope' (declared: rows, ratio, flag)"),
-        ({"rows": "abc"}, "parameter 'rows' is a int (default 10), got 'abc'"),
-        ({"rows": 1.5}, "parameter 'rows' is a int"),
-        ({"rows": True}, "parameter 'rows' is a int"),
-        ({"ratio": "x"}, "parameter 'ratio' is a float"),
-        ({"flag": 1}, "parameter 'flag' is a bool"),
+        ({"rows": "abc"}, "parameter 'rows' must be an int (its default is 10), got 'abc'"),
+        ({"rows": 1.5}, "parameter 'rows' must be an int"),
+        ({"rows": True}, "parameter 'rows' must be an int"),
+        ({"ratio": "x"}, "parameter 'ratio' must be a number"),
+        ({"flag": 1}, "parameter 'flag' must be a bool"),
     ],
 )
 def test_bad_overrides_are_errors(
@@ -620,6 +627,13 @@ def test_bad_overrides_are_errors(
     err = load_error(path, **override)
     assert_names(err, path, step=None, field="params")
     assert reason in str(err)
+
+
+def test_an_override_must_be_encodable(tmp_path: Path, mod: str) -> None:
+    path = write(tmp_path, one_step(mod, "", 'name = "x"\n'))
+    err = load_error(path, name=object())
+    assert_names(err, path, step=None, field="params")
+    assert "parameter 'name': value is not encodable" in str(err)
 
 
 def test_a_param_name_must_be_an_identifier(tmp_path: Path, mod: str) -> None:
@@ -680,7 +694,7 @@ def test_cli_overrides_feed_the_loader(tmp_path: Path, mod: str) -> None:
     spec = load_workflow_spec(path, parse_param_overrides(["n=5"]))
     assert spec.steps[0].args == {"n": 5}
     err = load_error(path, **parse_param_overrides(["n=five"]))
-    assert "parameter 'n' is a int (default 1), got 'five'" in str(err)
+    assert "parameter 'n' must be an int (its default is 1), got 'five'" in str(err)
 
 
 # --- plan ---------------------------------------------------------------------------------

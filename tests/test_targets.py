@@ -85,7 +85,7 @@ def test_missing_attribute_and_not_callable(tmp_path: Path) -> None:
     assert f"{name!r} has no attribute 'nope'" in str(err)
     err = resolve_error(f"{name}:C.nope", import_paths=[str(tmp_path)])
     assert f"'{name}.C' has no attribute 'nope'" in str(err)
-    assert "is a int, not a function" in str(resolve_error(f"{name}:X"))
+    assert "is not callable: it is of type int" in str(resolve_error(f"{name}:X"))
 
 
 def test_main_targets_need_the_script() -> None:
