@@ -60,17 +60,21 @@ class Coordinator:
         self.slots = Slots(self.spec.max_concurrent or os.cpu_count() or 1, self.spec.resources)
         self.scopes: dict[str, trio.CancelScope] = {}
         self.cancel_reason: str | None = None
-        self.failed = False
+        self.cancel_cause: str | None = None
         self.outcomes_send, self.outcomes = trio.open_memory_channel[Any](math.inf)
 
     async def emit(self, message: protocol.Message) -> None:
         """Send one event to the supervisor."""
         await self.emit_bytes(protocol.encode(message))
 
-    def cancel(self, reason: str) -> None:
-        """Cancel every running step and let nothing new start."""
+    def cancel(self, reason: str, cause: str | None = None) -> None:
+        """Cancel every running step and let nothing new start.
+
+        ``cause`` is the step whose failure stopped the run (fail_fast), named by the skips.
+        """
         if self.cancel_reason is None:
             self.cancel_reason = reason
+            self.cancel_cause = cause
         for scope in self.scopes.values():
             scope.cancel()
 
@@ -83,7 +87,7 @@ class Coordinator:
                 outcome = await self.outcomes.receive()
                 await self.apply(outcome)
                 await self.fill(nursery)
-        if self.cancel_reason is not None:
+        if self.cancel_reason is not None and self.cancel_cause is None:
             status = "cancelled"
         elif all(s == StepState.SUCCEEDED for s in self.state.states().values()):
             status = "succeeded"
@@ -97,8 +101,7 @@ class Coordinator:
         for step_id in self.state.get_ready():
             self.queue.push(step_id)
         if self.cancel_reason is not None:
-            await self.skip(self.state.skip_remaining())
-            self.queue.clear()
+            await self.skip_unstarted()
             return
         while self.queue:
             step = self.queue.pop(self.slots.can_start)
@@ -166,11 +169,21 @@ class Coordinator:
                 await self.emit(outcome)
                 await self.skip(skipped)
                 if self.spec.on_failure == "fail_fast":
-                    self.cancel(f"fail_fast: step {step.id!r} failed")
+                    self.cancel(f"fail_fast: step {step.id!r} failed", cause=step.id)
             case StepCancelled():
                 skipped = self.state.cancel(step.id)
                 await self.emit(outcome)
                 await self.skip(skipped)
+
+    async def skip_unstarted(self) -> None:
+        """Skip every step that has not started: queued ones and those not yet ready."""
+        skipped: list[str] = []
+        for step_id in self.queue.clear():
+            skipped.append(step_id)
+            skipped.extend(self.state.cancel(step_id))
+        skipped.extend(self.state.skip_remaining(because=self.cancel_cause))
+        for step_id in skipped:
+            await self.emit(StepSkipped(step=step_id, because=self.cancel_cause))
 
     async def skip(self, steps: tuple[str, ...]) -> None:
         """Emit StepSkipped for ``steps``, naming the ancestor that caused each skip."""

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import os
 import sys
+from functools import partial
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
@@ -183,7 +184,9 @@ class Workflow:
         Ctrl-C or SIGTERM cancel the run (the result says ``cancelled``). Raises like
         :meth:`run_async`.
         """
-        return trio.run(lambda: self.run_async(handle_signals=True, **overrides))
+        if _inside_actor():
+            raise RunError(GUARD_HINT)
+        return trio.run(partial(self.run_async, handle_signals=True, **overrides))
 
 
 def _inside_actor() -> bool:

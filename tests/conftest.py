@@ -1,0 +1,67 @@
+"""Shared fixtures: every test that starts processes must prove none outlives it."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+
+import psutil
+import pytest
+
+MARKERS = ("tractor._child", "mcpp", "multiprocessing.forkserver")
+
+
+def mcpp_processes() -> list[psutil.Process]:
+    """Processes of tractor or mcpp on this machine, other than this test process."""
+    found = []
+    me = os.getpid()
+    for proc in psutil.process_iter(["pid", "cmdline"]):
+        if proc.info["pid"] == me:
+            continue
+        cmdline = " ".join(proc.info["cmdline"] or ())
+        if any(marker in cmdline for marker in MARKERS) and "pytest" not in cmdline:
+            found.append(proc)
+    return found
+
+
+def descendants() -> list[psutil.Process]:
+    """Living (non-zombie) descendants of this test process."""
+    alive = []
+    for child in psutil.Process().children(recursive=True):
+        try:
+            if child.status() != psutil.STATUS_ZOMBIE:
+                alive.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
+def wait_until_gone(find: object, timeout: float = 5.0) -> list[psutil.Process]:
+    """Poll ``find()`` until it returns nothing or ``timeout`` passes; return what is left."""
+    deadline = time.monotonic() + timeout
+    left = find()  # type: ignore[operator]
+    while left and time.monotonic() < deadline:
+        time.sleep(0.05)
+        left = find()  # type: ignore[operator]
+    return left  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def no_leftovers() -> Iterator[None]:
+    """Fail the test if it leaves a descendant process alive (after a short grace)."""
+    yield
+    left = wait_until_gone(descendants)
+    for proc in left:
+        proc.kill()
+    assert not left, f"processes left behind: {[p.cmdline() for p in left]}"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leftovers_after_session() -> Iterator[None]:
+    """After the whole session: no tractor or mcpp process may be alive on the machine."""
+    yield
+    left = wait_until_gone(descendants, timeout=10.0)
+    for proc in left:
+        proc.kill()
+    assert not left, f"the test session left processes alive: {[p.cmdline() for p in left]}"

@@ -1,0 +1,69 @@
+"""Step functions for the runtime tests: importable by name from step processes."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+
+
+def number(value: int) -> int:
+    return value
+
+
+def add(**values: int) -> int:
+    return sum(values.values())
+
+
+def double(a: int) -> int:
+    return 2 * a
+
+
+async def async_triple(a: int) -> int:
+    await trio.sleep(0)
+    return 3 * a
+
+
+def fail(message: str = "boom", **upstream: Any) -> None:
+    raise ValueError(message)
+
+
+def spin() -> None:
+    while True:
+        pass
+
+
+def sleep_long() -> None:
+    time.sleep(60)
+
+
+def write_pid(path: str) -> None:
+    Path(path).write_text(str(os.getpid()))
+
+
+def touch(path: str, **upstream: Any) -> str:
+    Path(path).write_text(str(os.getpid()))
+    return path
+
+
+def wait_for(path: str, limit: float = 60.0, **upstream: Any) -> str:
+    """Return once ``path`` exists; raise TimeoutError after ``limit`` seconds."""
+    deadline = time.monotonic() + limit
+    while not os.path.exists(path):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.02)
+    return "released"
+
+
+def pid_then_wait(pid_file: str, release: str, limit: float = 60.0, **upstream: Any) -> str:
+    """Write this process's pid to ``pid_file``, then wait for ``release`` to exist."""
+    write_pid(pid_file)
+    return wait_for(release, limit)
+
+
+def unencodable() -> object:
+    return object()
