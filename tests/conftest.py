@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import psutil
 import pytest
@@ -65,3 +66,13 @@ def no_leftovers_after_session() -> Iterator[None]:
     for proc in left:
         proc.kill()
     assert not left, f"the test session left processes alive: {[p.cmdline() for p in left]}"
+
+
+async def wait_for_text(path: Path) -> str:
+    """Wait until ``path`` exists with some text (written by another process); return it."""
+    import trio
+
+    file = trio.Path(path)
+    while not (await file.exists() and await file.read_text()):  # noqa: ASYNC110 (polls a file)
+        await trio.sleep(0.02)
+    return await file.read_text()

@@ -11,6 +11,7 @@ import pytest
 import mcpp
 from mcpp.protocol import StepStarted, StepSucceeded
 from mcpp.results import RunRecorder
+from tests.conftest import wait_for_text
 
 pytestmark = pytest.mark.usefixtures("no_leftovers")
 
@@ -140,9 +141,7 @@ async def test_a_step_process_killed_from_outside_fails_that_step(tmp_path: Path
     wf.add_step("bystander", target("number"), args={"value": 7})
 
     async def kill_when_started() -> None:
-        while not pid_file.exists() or not pid_file.read_text():
-            await trio.sleep(0.02)
-        os.kill(int(pid_file.read_text()), signal.SIGKILL)
+        os.kill(int(await wait_for_text(pid_file)), signal.SIGKILL)
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(kill_when_started)

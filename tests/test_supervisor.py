@@ -21,7 +21,7 @@ import trio
 
 import mcpp
 from mcpp import protocol
-from tests.conftest import wait_until_gone
+from tests.conftest import wait_for_text, wait_until_gone
 
 pytestmark = pytest.mark.usefixtures("no_leftovers")
 
@@ -293,9 +293,7 @@ async def test_a_start_message_without_the_secret_runs_no_code(tmp_path: Path) -
     received: list[Any] = []
 
     async def intrude() -> None:
-        while not (pid_file.exists() and pid_file.read_text()):
-            await trio.sleep(0.02)
-        step = psutil.Process(int(pid_file.read_text()))
+        step = psutil.Process(int(await wait_for_text(pid_file)))
         ports = [c.laddr.port for c in step.net_connections("tcp") if c.status == "LISTEN"]
         assert ports, "the step actor listens on a port"
         listening = [c.laddr.ip for c in step.net_connections("tcp") if c.status == "LISTEN"]
@@ -327,8 +325,7 @@ async def test_the_secret_is_on_no_command_line_and_in_no_environment(
     seen: list[str] = []
 
     async def inspect() -> None:
-        while not (pid_file.exists() and pid_file.read_text()):
-            await trio.sleep(0.02)
+        await wait_for_text(pid_file)
         for proc in psutil.Process().children(recursive=True):
             seen.append(" ".join(proc.cmdline()) + json.dumps(proc.environ()))
         release.write_text("go")

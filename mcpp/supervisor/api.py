@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import os
 import sys
-from functools import partial
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from functools import partial
 from typing import Any, TypeVar
 
 import msgspec

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import trio
+import trio.lowlevel
 
 
 def number(value: int) -> int:
@@ -23,7 +24,7 @@ def double(a: int) -> int:
 
 
 async def async_triple(a: int) -> int:
-    await trio.sleep(0)
+    await trio.lowlevel.checkpoint()
     return 3 * a
 
 
