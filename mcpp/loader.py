@@ -15,7 +15,9 @@ Parameters: ``${name}`` in a step's ``args`` (at any depth), ``timeout``, ``retr
 ``priority`` is replaced by the parameter's value. A string that is exactly one placeholder
 becomes the value itself, keeping its type (``"${rows}"`` becomes the int ``1000``); inside a
 longer string a str value is inserted as is and any other value as JSON (``true``, ``[1, 2]``).
-``$${`` stands for a literal ``${``.
+``$${`` stands for a literal ``${``. Typed parameters are described in :mod:`mcpp.params`;
+``[workflow] version``, ``description`` and ``[[include]]`` (steps of other workflows under a
+prefix, composed then validated as a whole) in :mod:`mcpp.templates`.
 """
 
 from __future__ import annotations
@@ -26,19 +28,17 @@ import inspect
 import keyword
 import os
 import re
-import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Annotated, Any
 
 import msgspec
 import msgspec.json
-import msgspec.msgpack
-import msgspec.toml
-import msgspec.yaml
 
 from mcpp import dag, targets
 from mcpp.errors import WorkflowError
+from mcpp.params import parse_param_texts, parse_value, resolve_params
 from mcpp.spec import ActorMode, FailurePolicy, StepSpec, WorkflowSpec
+from mcpp.templates import RENAMED_RUN, Include, Version, include_steps, read_document
 
 __all__ = ["dump_plan", "load_workflow_spec", "parse_param_overrides"]
 
@@ -52,6 +52,8 @@ class _FileWorkflow(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     on_failure: FailurePolicy = "continue"
     actors: ActorMode = "per_step"
     workers: _AtLeastOne | None = None
+    version: str | None = None
+    description: str = ""
 
 
 class _FileStep(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -76,6 +78,7 @@ class _File(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     workflow: _FileWorkflow
     params: dict[str, Any] = {}
     resources: dict[str, _AtLeastOne] = {}
+    include: list[Include] = []
     steps: Annotated[list[_FileStep], msgspec.Meta(min_length=1)]
 
 
@@ -83,13 +86,6 @@ _SUBSTITUTED_TYPES: dict[str, Any] = {
     "timeout": Annotated[float, msgspec.Meta(gt=0)] | None,
     "retries": Annotated[int, msgspec.Meta(ge=0)],
     "priority": int,
-}
-
-_FORMATS: dict[str, tuple[str, Callable[[bytes], Any]]] = {
-    ".toml": ("TOML", msgspec.toml.decode),
-    ".json": ("JSON", msgspec.json.decode),
-    ".yaml": ("YAML", msgspec.yaml.decode),
-    ".yml": ("YAML", msgspec.yaml.decode),
 }
 
 _TOKEN = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
@@ -114,15 +110,20 @@ def load_workflow_spec(
     Raises :class:`~mcpp.errors.WorkflowError` (``CycleError`` for a cycle) naming the file, the
     step and the field for any invalid content, and also when the file cannot be read or its
     suffix is not a known format. Importing a step's module runs that module's top-level code.
+    An error inside an included workflow names the included file.
     """
     file = os.fspath(path)
+    return _load(file, params or {}, ((os.path.realpath(file), file),))
+
+
+def _load(file: str, params: Mapping[str, Any], chain: tuple[tuple[str, str], ...]) -> WorkflowSpec:
     try:
-        raw = _read(file)
+        raw = read_document(file)
         try:
             doc = msgspec.convert(raw, _File)
         except msgspec.ValidationError as exc:
             raise _from_validation_error(exc, raw) from None
-        return _build(doc, file, params or {})
+        return _build(doc, file, params, chain)
     except WorkflowError as exc:
         if exc.file is None:
             exc.in_file(file)
@@ -135,16 +136,9 @@ def parse_param_overrides(items: Iterable[str]) -> dict[str, Any]:
     VALUE is parsed as a JSON or TOML value when it is one (``3`` is an int, ``1.5`` a float,
     ``true`` a bool, ``[1, 2]`` a list, ``"x"`` the string x); otherwise it is kept as the
     string it is. Raises :class:`~mcpp.errors.WorkflowError` when an item has no ``=`` or an
-    empty KEY.
+    empty KEY. (:func:`mcpp.params.parse_param_texts` keeps the text for typed parameters.)
     """
-    overrides: dict[str, Any] = {}
-    for item in items:
-        key, sep, text = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise WorkflowError(f"--param {item!r}: expected KEY=VALUE", field="params")
-        overrides[key] = _parse_value(text)
-    return overrides
+    return {key: parse_value(text) for key, text in parse_param_texts(items).items()}
 
 
 def dump_plan(spec: WorkflowSpec) -> str:
@@ -183,27 +177,9 @@ def dump_plan(spec: WorkflowSpec) -> str:
         if step.uses:
             extras.append(f"uses {', '.join(step.uses)}")
         suffix = f"  ({'; '.join(extras)})" if extras else ""
-        lines.append(f"  [{levels[step.id]}] {step.id:<{width}}  {step.run}{suffix}")
+        run = step.args.get("__mcpp_run__", step.run) if step.run == RENAMED_RUN else step.run
+        lines.append(f"  [{levels[step.id]}] {step.id:<{width}}  {run}{suffix}")
     return "\n".join(lines)
-
-
-def _read(file: str) -> Any:
-    suffix = os.path.splitext(file)[1].lower()
-    if suffix not in _FORMATS:
-        raise WorkflowError(
-            f"unknown workflow file format {suffix or '(no suffix)'!r}: "
-            "expected .toml, .json, .yaml or .yml"
-        )
-    kind, decode = _FORMATS[suffix]
-    try:
-        with open(file, "rb") as stream:
-            data = stream.read()
-    except OSError as exc:
-        raise WorkflowError(f"cannot read the workflow file: {exc.strerror or exc}") from exc
-    try:
-        return decode(data)
-    except msgspec.DecodeError as exc:
-        raise WorkflowError(f"invalid {kind}: {exc}") from exc
 
 
 def _from_validation_error(exc: msgspec.ValidationError, raw: Any) -> WorkflowError:
@@ -271,8 +247,16 @@ def _format_path(path: list[str | int]) -> str:
     return text
 
 
-def _build(doc: _File, file: str, overrides: Mapping[str, Any]) -> WorkflowSpec:
-    values = _resolve_params(doc.params, overrides)
+def _build(
+    doc: _File, file: str, overrides: Mapping[str, Any], chain: tuple[tuple[str, str], ...]
+) -> WorkflowSpec:
+    values = resolve_params(doc.params, overrides)
+    if doc.workflow.version is not None:
+        Version(doc.workflow.version)
+    included: list[WorkflowSpec] = []
+    for i, entry in enumerate(doc.include):
+        given = _substitute(entry.params, values, None, f"include[{i}]", "params")
+        included.append(include_steps(entry, f"include[{i}]", file, given, chain, _load))
     for step in doc.steps:
         if not step.id.isidentifier() or keyword.iskeyword(step.id):
             raise WorkflowError(
@@ -281,62 +265,26 @@ def _build(doc: _File, file: str, overrides: Mapping[str, Any]) -> WorkflowSpec:
                 step=step.id,
                 field="id",
             )
-    dag.Graph.from_pairs((step.id, step.depends_on) for step in doc.steps)
+    inner = [step for spec in included for step in spec.steps]
+    pairs = [(step.id, step.depends_on) for step in inner]
+    dag.Graph.from_pairs([*pairs, *((step.id, step.depends_on) for step in doc.steps)])
     folder = os.path.dirname(os.path.abspath(file))
     import_paths = tuple(dict.fromkeys([folder, os.getcwd()]))
-    steps = tuple(_build_step(step, values, doc.resources, import_paths) for step in doc.steps)
+    resources = {k: v for spec in included for k, v in spec.resources.items()} | doc.resources
+    steps = tuple(_build_step(step, values, resources, import_paths) for step in doc.steps)
+    paths = [*import_paths, *(p for spec in included for p in spec.import_paths)]
     return WorkflowSpec(
         name=doc.workflow.name,
-        steps=steps,
+        steps=(*inner, *steps),
         max_concurrent=doc.workflow.max_concurrent,
         on_failure=doc.workflow.on_failure,
         actors=doc.workflow.actors,
         workers=doc.workflow.workers,
-        resources=doc.resources,
+        resources=resources,
         params=values,
         source=file,
-        import_paths=import_paths,
+        import_paths=tuple(dict.fromkeys(paths)),
     )
-
-
-def _resolve_params(declared: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    for name in declared:
-        if not name.isidentifier():
-            raise WorkflowError(
-                f"parameter name {name!r} is not an identifier (usable as ${{name}})",
-                field="params",
-            )
-    values = dict(declared)
-    for name, value in overrides.items():
-        if name not in declared:
-            known = ", ".join(declared) or "none"
-            raise WorkflowError(f"unknown parameter {name!r} (declared: {known})", field="params")
-        values[name] = _coerce_override(name, declared[name], value)
-    return values
-
-
-def _coerce_override(name: str, default: Any, value: Any) -> Any:
-    if isinstance(default, bool):
-        ok, kind = isinstance(value, bool), "a bool"
-    elif isinstance(default, int):
-        ok, kind = isinstance(value, int) and not isinstance(value, bool), "an int"
-    elif isinstance(default, float):
-        ok, kind = isinstance(value, int | float) and not isinstance(value, bool), "a number"
-        value = float(value) if ok else value
-    else:
-        ok, kind = True, ""
-    if not ok:
-        raise WorkflowError(
-            f"parameter {name!r} must be {kind} (its default is {default!r}), got {value!r}",
-            field="params",
-        )
-    try:
-        msgspec.msgpack.encode(value)
-    except TypeError as exc:
-        raise WorkflowError(
-            f"parameter {name!r}: value is not encodable: {exc}", field="params"
-        ) from exc
-    return value
 
 
 def _build_step(
@@ -397,7 +345,9 @@ def _build_step(
     )
 
 
-def _substitute(value: Any, params: dict[str, Any], step: str, field: str, where: str) -> Any:
+def _substitute(
+    value: Any, params: dict[str, Any], step: str | None, field: str, where: str
+) -> Any:
     if isinstance(value, str):
         return _substitute_text(value, params, step, field, where)
     if isinstance(value, list):
@@ -412,7 +362,9 @@ def _substitute(value: Any, params: dict[str, Any], step: str, field: str, where
     return value
 
 
-def _substitute_text(text: str, params: dict[str, Any], step: str, field: str, where: str) -> Any:
+def _substitute_text(
+    text: str, params: dict[str, Any], step: str | None, field: str, where: str
+) -> Any:
     def lookup(name: str) -> Any:
         if not name.isidentifier():
             raise WorkflowError(
@@ -479,15 +431,3 @@ def _check_signature(fn: Callable[..., Any], step: _FileStep, args: dict[str, An
                 step=step.id,
                 field="args",
             )
-
-
-def _parse_value(text: str) -> Any:
-    try:
-        return msgspec.json.decode(text)
-    except msgspec.DecodeError:
-        pass
-    try:
-        value = tomllib.loads(f"value = {text}")["value"]
-    except tomllib.TOMLDecodeError:
-        return text
-    return value if isinstance(value, str | int | float | bool | list | dict) else text
