@@ -17,11 +17,15 @@ import trio
 from rich.console import Console
 
 from mcpp.errors import MCPPError, WorkflowError
-from mcpp.loader import dump_plan, load_workflow_spec, parse_param_overrides
+from mcpp.loader import dump_plan
+from mcpp.params import parse_param_texts
 from mcpp.spec import WorkflowSpec
 from mcpp.supervisor.durable import add_resume, add_status, run_journalled
+from mcpp.supervisor.events import open_event_hook
+from mcpp.supervisor.graph_cli import add_graph
 from mcpp.supervisor.progress import Progress, summary
 from mcpp.supervisor.run import run_spec
+from mcpp.supervisor.templates_cli import add_templates, load_target
 
 __all__ = ["EXIT_INTERRUPTED", "EXIT_USAGE", "main", "parser"]
 
@@ -48,7 +52,7 @@ def add_spawn(commands: Any) -> None:
     """Add ``spawn FILE``."""
     spawn = commands.add_parser("spawn", help="run a workflow file")
     spawn.set_defaults(func=spawn_command)
-    spawn.add_argument("file", help="workflow file (.toml, .json, .yaml)")
+    spawn.add_argument("file", help="workflow file (.toml, .json, .yaml) or template NAME[@V]")
     spawn.add_argument(
         "--param", action="append", default=[], metavar="K=V", help="override a parameter"
     )
@@ -63,6 +67,9 @@ def add_spawn(commands: Any) -> None:
     )
     spawn.add_argument(
         "--no-journal", action="store_true", help="do not record the run (no status, no resume)"
+    )
+    spawn.add_argument(
+        "--events", metavar="FILE", help="write every run event to FILE as JSON lines"
     )
 
 
@@ -87,7 +94,7 @@ def apply_options(spec: WorkflowSpec, args: argparse.Namespace) -> WorkflowSpec:
 def spawn_command(args: argparse.Namespace) -> int:
     """Run ``spawn``; return the exit code."""
     try:
-        spec = load_workflow_spec(args.file, parse_param_overrides(args.param))
+        spec = load_target(args.file, parse_param_texts(args.param))
         spec = apply_options(spec, args)
     except WorkflowError as exc:
         print(f"mcpp: invalid workflow: {exc}", file=sys.stderr)
@@ -95,9 +102,12 @@ def spawn_command(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(dump_plan(spec))
         return 0
-    with Progress(quiet=args.quiet or args.json) as progress:
+    with (
+        Progress(quiet=args.quiet or args.json) as progress,
+        open_event_hook(args.events, progress.on_event) as on_event,
+    ):
         run = run_spec if args.no_journal else run_journalled
-        result = trio.run(partial(run, spec, on_event=progress.on_event))
+        result = trio.run(partial(run, spec, on_event=on_event))
     if args.json:
         sys.stdout.buffer.write(result.to_json() + b"\n")
     else:
@@ -121,4 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     return code
 
 
-COMMANDS: list[Callable[[Any], None]] = [add_spawn, add_status, add_resume]
+COMMANDS: list[Callable[[Any], None]] = [
+    add_spawn,
+    add_status,
+    add_resume,
+    add_graph,
+    add_templates,
+]
