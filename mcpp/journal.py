@@ -36,7 +36,7 @@ import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, get_args
 
 import msgspec
 import psutil
@@ -44,7 +44,7 @@ import trio
 
 from mcpp import protocol
 from mcpp.errors import MCPPError
-from mcpp.protocol import ErrorInfo, Heartbeat
+from mcpp.protocol import ErrorInfo
 from mcpp.results import RunRecorder, RunResult, RunStatus, StepResult
 from mcpp.spec import WorkflowSpec
 
@@ -121,6 +121,7 @@ _Record = (
     | protocol.StepCancelled
     | protocol.RunFinished
 )
+_RECORD_TYPES: Final = get_args(_Record)
 _encoder: Final = msgspec.msgpack.Encoder()
 _decoder: Final = msgspec.msgpack.Decoder(_Record)
 _spec_decoder: Final = msgspec.msgpack.Decoder(WorkflowSpec)
@@ -291,9 +292,10 @@ class Journal:
     def append(self, run_id: str, records: Iterable[tuple[float, Any]]) -> None:
         """Append ``(time, record)`` pairs to ``run_id``'s events in one transaction.
 
-        Heartbeats are dropped. Raises JournalError if the write fails (nothing is written).
+        Only journal records are kept (step events, RunFinished, RunStarted, RunEnded); others
+        (heartbeats) are dropped. Raises JournalError if the write fails (nothing is written).
         """
-        kept = [(at, rec) for at, rec in records if not isinstance(rec, Heartbeat)]
+        kept = [(at, rec) for at, rec in records if isinstance(rec, _RECORD_TYPES)]
         if not kept:
             return
         try:
@@ -375,8 +377,8 @@ class Journal:
             ).fetchall()
             running_pid = self._running_pid(run_id)
             result = _replay(run_id, spec, [(at, _decoder.decode(data)) for at, data in events])
-        except (sqlite3.Error, msgspec.DecodeError) as exc:
-            raise JournalError(f"cannot read run {run_id} from {self.path}: {exc}") from None
+        except (sqlite3.Error, msgspec.DecodeError, KeyError) as exc:
+            raise JournalError(f"cannot read run {run_id} from {self.path}: {exc!r}") from None
         recorder, ended = result
         if ended is None and running_pid is None:
             _mark_unfinished(recorder, interrupted=True)
