@@ -1,0 +1,151 @@
+"""Fault detection: how long until a failure is in the run result, and what is left behind.
+
+Three faults, each in a one-step run:
+
+* ``raise``: the step raises; the time of the raise travels in the exception's message.
+* ``timeout``: the step sleeps past its ``timeout``; measured from the step's start (the
+  ``StepStarted`` time) plus the timeout. Includes stopping the step's process.
+* ``sigkill``: the step's process is SIGKILLed (by this process, when ``StepStarted`` arrives).
+
+``detect_ms`` ends when the supervisor records the step's failure (the ``on_event`` hook).
+``processes_left`` counts this process's new descendants right after the run returns; it must
+be 0. The baseline runs the same faults on a one-worker ProcessPoolExecutor: ``future``
+exception for a raise and a kill (BrokenProcessPool), ``concurrent.futures.wait(timeout=)`` for
+a timeout (measured from submission; the stuck worker is then killed, as mcpp does).
+
+    python -m mcpp.benchmarks.faults [--step-timeout S] [--repeat R] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import os
+import signal
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from mcpp import protocol
+from mcpp.benchmarks import report, workloads
+from mcpp.benchmarks.common import (
+    BenchmarkError,
+    Task,
+    base_parser,
+    descendants,
+    document,
+    figure,
+    open_baseline,
+    run_mcpp,
+    selected_modes,
+    to_spec,
+)
+from mcpp.results import RunRecorder
+from mcpp.spec import ActorMode
+
+__all__ = ["FAULTS", "fault_baseline", "fault_mcpp", "main", "parser"]
+
+FAULTS = ("raise", "timeout", "sigkill")
+SLEEP_S = 120.0
+KILL_AFTER_S = 0.1
+
+
+def parser() -> argparse.ArgumentParser:
+    """The options of this benchmark."""
+    p = base_parser("faults", "Time to detect a raise, a timeout and a SIGKILL; leftovers.")
+    p.add_argument("--step-timeout", type=float, default=0.5, help="timeout of the step (0.5 s)")
+    return p
+
+
+def fault_task(fault: str, step_timeout: float) -> Task:
+    """The one task of ``fault``."""
+    if fault == "raise":
+        return Task("fault", workloads.raise_now)
+    limit = step_timeout if fault == "timeout" else None
+    return Task("fault", workloads.sleep, {"seconds": SLEEP_S}, timeout=limit)
+
+
+def fault_mcpp(
+    fault: str, mode: ActorMode, step_timeout: float, timeout: float
+) -> tuple[float, int]:
+    """Run ``fault`` on mcpp; return (detection time in ms, processes left)."""
+    began: dict[str, float] = {}
+    detected: list[float] = []
+
+    def on_event(recorder: RunRecorder, event: Any) -> None:
+        now = time.time()
+        if isinstance(event, protocol.StepStarted):
+            began["at"] = event.at
+            if fault == "sigkill":
+                began["kill"] = time.time()
+                os.kill(event.pid, signal.SIGKILL)
+        elif isinstance(event, protocol.StepFailed) and not event.will_retry:
+            if fault == "raise":
+                detected.append(now - float(event.error.message))
+            elif fault == "timeout":
+                detected.append(now - (began["at"] + step_timeout))
+            else:
+                detected.append(now - began["kill"])
+
+    spec = to_spec([fault_task(fault, step_timeout)], name=f"fault-{fault}", mode=mode, workers=1)
+    before = descendants()
+    result, _ = run_mcpp(spec, timeout=timeout, on_event=on_event, expect="failed")
+    left = len(descendants() - before)
+    expected = "timed_out" if fault == "timeout" else "failed"
+    if result.steps["fault"].status != expected or len(detected) != 1:
+        raise BenchmarkError(f"fault {fault!r}: the step ended {result.steps['fault'].status}")
+    return 1000 * detected[0], left
+
+
+def fault_baseline(fault: str, step_timeout: float) -> tuple[float, int]:
+    """Run ``fault`` on a one-worker ProcessPoolExecutor; return (detection ms, left)."""
+    before = descendants()
+    with open_baseline(1) as (submit, _):
+        pid = submit(workloads.getpid, {}).result()
+        task = fault_task(fault, step_timeout)
+        submitted = time.time()
+        future = submit(task.fn, dict(task.args))
+        if fault == "raise":
+            exc = future.exception()
+            took = time.time() - float(str(exc))
+        elif fault == "timeout":
+            cf.wait([future], timeout=step_timeout)
+            took = time.time() - (submitted + step_timeout)
+            os.kill(pid, signal.SIGKILL)
+        else:
+            time.sleep(KILL_AFTER_S)
+            killed = time.time()
+            os.kill(pid, signal.SIGKILL)
+            future.exception()
+            took = time.time() - killed
+    return 1000 * took, len(descendants() - before)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark and print its document; return the exit code."""
+    args = parser().parse_args(argv)
+    notes: dict[str, Any] = {
+        "detect_ms": "from the fault until the run result records it",
+        "processes_left": "new descendants of the benchmark right after each run; must be 0",
+    }
+    figures: dict[str, Any] = {}
+    for mode, reason in selected_modes(args, notes).items():
+        if reason is not None:
+            figures[mode] = None
+            continue
+        figures[mode] = {}
+        for fault in FAULTS:
+            mine = [
+                fault_mcpp(fault, mode, args.step_timeout, args.timeout) for _ in range(args.repeat)
+            ]
+            base = [fault_baseline(fault, args.step_timeout) for _ in range(args.repeat)]
+            figures[mode][fault] = {
+                "detect_ms": figure("ms", [m[0] for m in mine], [b[0] for b in base]),
+                "processes_left": figure("", [m[1] for m in mine], [b[1] for b in base]),
+            }
+    report.output(document("faults", args, figures, notes), args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,241 @@
+"""Memory: the resident set of every process of an idle run, and a leak check.
+
+Idle: the CLI (``python -m mcpp.supervisor spawn FILE``) runs ``--workers`` steps that sleep;
+once the process tree is complete (supervisor -> coordinator -> one actor per step or per pool
+worker) the RSS of each process is read with psutil. The baseline is a bare Python process with
+a ``ProcessPoolExecutor`` of as many workers, each running ``time.sleep`` (stdlib only).
+
+Leak check: the coordinator's RSS after a tenth of ``--leak-steps`` independent no-op steps and
+after the last one; ``growth_bytes_per_step`` is the difference over the steps between. Pool mode
+runs ``--leak-steps`` (10,000); per-step mode, a process per step, ``--per-step-leak-steps``.
+The baseline figure is the driving process's RSS over the same tasks on a ProcessPoolExecutor.
+
+    python -m mcpp.benchmarks.memory [--workers W] [--leak-steps N] [--repeat R] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from mcpp import protocol
+from mcpp.benchmarks import report, workloads
+from mcpp.benchmarks.common import (
+    BenchmarkError,
+    Task,
+    base_parser,
+    document,
+    figure,
+    open_baseline,
+    run_dag,
+    run_mcpp,
+    selected_modes,
+    target,
+    to_spec,
+)
+from mcpp.results import RunRecorder
+from mcpp.spec import ActorMode
+
+__all__ = ["idle_baseline", "idle_mcpp", "leak_baseline", "leak_mcpp", "main", "parser"]
+
+MIB = 1 << 20
+TREE_TIMEOUT = 120.0
+SETTLE_S = 0.5
+
+BASELINE_IDLE = textwrap.dedent(
+    """
+    import concurrent.futures, sys, time
+    pool = concurrent.futures.ProcessPoolExecutor(int(sys.argv[1]))
+    futures = [pool.submit(time.sleep, float(sys.argv[2])) for _ in range(int(sys.argv[1]))]
+    time.sleep(float(sys.argv[2]))
+    """
+)
+
+
+def parser() -> argparse.ArgumentParser:
+    """The options of this benchmark."""
+    p = base_parser("memory", "RSS of every process at idle, and the coordinator's growth.")
+    p.add_argument("--workers", type=int, default=2, help="sleeping steps / pool workers (2)")
+    p.add_argument("--leak-steps", type=int, default=10_000, help="leak check, pool mode")
+    p.add_argument("--per-step-leak-steps", type=int, default=100, help="leak check, per-step")
+    return p
+
+
+def rss(pid: int) -> int:
+    """The resident set size of process ``pid`` in bytes."""
+    return int(psutil.Process(pid).memory_info().rss)
+
+
+def wait_for_tree(root: psutil.Popen, actors: int) -> tuple[int, list[int]]:
+    """Wait until ``root`` has one child with ``actors`` children; return their pids.
+
+    Raises BenchmarkError if the tree is not complete within TREE_TIMEOUT seconds.
+    """
+    deadline = time.monotonic() + TREE_TIMEOUT
+    while time.monotonic() < deadline:
+        if root.poll() is not None:
+            raise BenchmarkError(f"the process exited early with code {root.returncode}")
+        children = root.children()
+        if len(children) == 1:
+            grandchildren = children[0].children()
+            if len(grandchildren) >= actors:
+                time.sleep(SETTLE_S)
+                return children[0].pid, [c.pid for c in children[0].children()]
+        time.sleep(0.05)
+    raise BenchmarkError(f"the process tree did not reach {actors} actors in {TREE_TIMEOUT:g} s")
+
+
+def stop(proc: psutil.Popen) -> None:
+    """SIGTERM ``proc`` (it cancels its tree), then SIGKILL after 15 s; wait for it."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        for child in proc.children(recursive=True):
+            child.kill()
+        proc.kill()
+        proc.wait()
+
+
+def idle_mcpp(mode: ActorMode, workers: int, folder: Path) -> dict[str, Any]:
+    """Start the CLI on ``workers`` sleeping steps; return the RSS of each process (bytes)."""
+    path = folder / f"idle_{mode}.toml"
+    steps = "".join(
+        f'[[steps]]\nid = "s{i}"\nrun = "{target(workloads.sleep)}"\nargs = {{ seconds = 600 }}\n'
+        for i in range(workers)
+    )
+    path.write_text(
+        f'[workflow]\nname = "idle"\nmax_concurrent = {workers}\nactors = "{mode}"\n'
+        f"workers = {workers}\n{steps}"
+    )
+    cmd = [sys.executable, "-m", "mcpp.supervisor", "spawn", str(path), "--quiet"]
+    proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        coordinator, actors = wait_for_tree(proc, workers)
+        sizes = {"supervisor": rss(proc.pid), "coordinator": rss(coordinator)}
+        actor_sizes = [rss(pid) for pid in actors]
+    finally:
+        stop(proc)
+    return {**sizes, "actors": actor_sizes}
+
+
+def idle_baseline(workers: int) -> dict[str, Any]:
+    """Start a bare ProcessPoolExecutor of sleeping workers; return the RSS of each process."""
+    cmd = [sys.executable, "-c", BASELINE_IDLE, str(workers), "600"]
+    proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + TREE_TIMEOUT
+        while len(proc.children()) < workers and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(SETTLE_S)
+        sizes = {"parent": rss(proc.pid), "workers": [rss(c.pid) for c in proc.children()]}
+    finally:
+        for child in proc.children(recursive=True):
+            child.kill()
+        proc.kill()
+        proc.wait()
+    return sizes
+
+
+def leak_mcpp(mode: ActorMode, steps: int, workers: int, timeout: float) -> float:
+    """Run ``steps`` no-op steps; return the coordinator's RSS growth per step (bytes)."""
+    tasks = [Task(f"n{i}", workloads.noop) for i in range(steps)]
+    spec = to_spec(tasks, name="leak", mode=mode, workers=workers, max_concurrent=workers)
+    warm = max(1, steps // 10)
+    seen: dict[str, int] = {"done": 0}
+    samples: list[int] = []
+
+    def on_event(recorder: RunRecorder, event: Any) -> None:
+        if isinstance(event, protocol.StepStarted) and "coordinator" not in seen:
+            seen["coordinator"] = psutil.Process(event.pid).ppid()
+        if isinstance(event, protocol.StepSucceeded):
+            seen["done"] += 1
+            if seen["done"] in (warm, steps):
+                samples.append(rss(seen["coordinator"]))
+
+    run_mcpp(spec, timeout=timeout, on_event=on_event)
+    if len(samples) != 2 or steps <= warm:
+        raise BenchmarkError(f"the leak check needs more than {warm} steps")
+    return (samples[1] - samples[0]) / (steps - warm)
+
+
+def leak_baseline(steps: int, workers: int) -> float:
+    """This process's RSS growth per task over ``steps`` no-op tasks on a ProcessPoolExecutor."""
+    warm = max(1, steps // 10)
+    first = [Task(f"w{i}", workloads.noop) for i in range(warm)]
+    rest = [Task(f"n{i}", workloads.noop) for i in range(steps - warm)]
+    with open_baseline(workers) as (submit, _):
+        run_dag(submit, first)
+        before = rss(os.getpid())
+        run_dag(submit, rest)
+        after = rss(os.getpid())
+    return (after - before) / max(len(rest), 1)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark and print its document; return the exit code."""
+    args = parser().parse_args(argv)
+    if args.smoke:
+        args.workers, args.leak_steps, args.per_step_leak_steps = 1, 200, 6
+    notes: dict[str, Any] = {
+        "idle": "RSS while --workers steps sleep; the baseline is a bare ProcessPoolExecutor",
+        "supervisor": "the baseline's counterpart is the process that owns the pool",
+    }
+    figures: dict[str, Any] = {}
+    baseline = [idle_baseline(args.workers) for _ in range(args.repeat)]
+    with tempfile.TemporaryDirectory() as tmp:
+        for mode, reason in selected_modes(args, notes).items():
+            if reason is not None:
+                figures[mode] = None
+                continue
+            runs = [idle_mcpp(mode, args.workers, Path(tmp)) for _ in range(args.repeat)]
+            steps = args.leak_steps if mode == "pool" else args.per_step_leak_steps
+            notes[f"{mode}_leak_steps"] = steps
+            growth = [
+                leak_mcpp(mode, steps, args.workers, args.timeout) for _ in range(args.repeat)
+            ]
+            base_growth = [leak_baseline(steps, args.workers) for _ in range(args.repeat)]
+
+            def mib(values: Sequence[float]) -> list[float]:
+                return [v / MIB for v in values]
+
+            figures[mode] = {
+                "idle": {
+                    "supervisor_mib": figure(
+                        "MiB",
+                        mib([r["supervisor"] for r in runs]),
+                        mib([b["parent"] for b in baseline]),
+                    ),
+                    "coordinator_mib": figure("MiB", mib([r["coordinator"] for r in runs]), None),
+                    "actor_mib": figure(
+                        "MiB",
+                        mib([a for r in runs for a in r["actors"]]),
+                        mib([w for b in baseline for w in b["workers"]]),
+                    ),
+                    "total_mib": figure(
+                        "MiB",
+                        mib([r["supervisor"] + r["coordinator"] + sum(r["actors"]) for r in runs]),
+                        mib([b["parent"] + sum(b["workers"]) for b in baseline]),
+                    ),
+                },
+                "leak": {
+                    "growth_bytes_per_step": figure("B", growth, base_growth, steps=steps),
+                },
+            }
+    report.output(document("memory", args, figures, notes), args.json)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
