@@ -7,8 +7,8 @@ that direction::
     supervisor  --RunWorkflow, CancelRun-->               coordinator
     coordinator --StartStep, StartBatch, CancelStep-->    step / worker actor
     step        --StepStarted, StepSucceeded, StepFailed, Heartbeat, ResultBatch--> coordinator
-    coordinator --StepStarted, StepSucceeded, StepFailed, StepSkipped, StepCancelled,
-                  RunFinished, Heartbeat-->               supervisor
+    coordinator --EventBatch of StepStarted, StepSucceeded, StepFailed, StepSkipped,
+                  StepCancelled; RunFinished-->           supervisor
 
 Every message that asks an actor to run or stop code carries the run's ``secret``; the receiver
 checks it with :func:`check_secret`. Results and arguments travel as ``msgspec.Raw`` MessagePack
@@ -36,6 +36,7 @@ __all__ = [
     "CancelStep",
     "Decoder",
     "ErrorInfo",
+    "EventBatch",
     "Heartbeat",
     "Message",
     "ResultBatch",
@@ -78,13 +79,20 @@ class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RunWorkflow(Message, frozen=True, tag="run_workflow"):
-    """Run ``spec``. ``completed`` maps steps that already succeeded (resume) to their results."""
+    """Run ``spec``. ``completed`` maps steps that already succeeded (resume) to their results.
+
+    ``cache_path`` is the result cache file (``None``: cache nothing); ``identities`` maps each
+    step with ``cache`` on to its function hash (:func:`mcpp.stepcache.identities`, computed
+    by the supervisor so the coordinator never imports user code).
+    """
 
     version: int
     secret: str
     run_id: str
     spec: WorkflowSpec
     completed: dict[str, msgspec.Raw] = {}
+    cache_path: str | None = None
+    identities: dict[str, str] = {}
 
 
 class CancelRun(Message, frozen=True, tag="cancel_run"):
@@ -138,12 +146,17 @@ class StepStarted(Message, frozen=True, tag="step_started"):
 
 
 class StepSucceeded(Message, frozen=True, tag="step_succeeded"):
-    """An attempt returned; ``result`` is its MessagePack encoding."""
+    """An attempt returned; ``result`` is its MessagePack encoding.
+
+    ``cached`` marks a result taken from the result cache: the step did not run (``attempt``
+    and ``duration_s`` are 0).
+    """
 
     step: str
     attempt: int
     result: msgspec.Raw
     duration_s: float
+    cached: bool = False
 
 
 class StepFailed(Message, frozen=True, tag="step_failed"):
@@ -190,6 +203,14 @@ class StepCancelled(Message, frozen=True, tag="step_cancelled"):
     duration_s: float = 0.0
 
 
+class EventBatch(Message, frozen=True, tag="event_batch"):
+    """Several events at once, in order (the coordinator batches what piles up while it sends)."""
+
+    events: tuple[
+        StepStarted | StepSucceeded | StepFailed | StepSkipped | StepCancelled | Heartbeat, ...
+    ]
+
+
 class RunFinished(Message, frozen=True, tag="run_finished"):
     """The coordinator is done; ``status`` is succeeded, failed or cancelled."""
 
@@ -201,7 +222,14 @@ ToCoordinator = RunWorkflow | CancelRun
 ToStep = StartStep | StartBatch | CancelStep
 FromStep = StepStarted | StepSucceeded | StepFailed | Heartbeat | ResultBatch
 ToSupervisor = (
-    StepStarted | StepSucceeded | StepFailed | StepSkipped | StepCancelled | RunFinished | Heartbeat
+    StepStarted
+    | StepSucceeded
+    | StepFailed
+    | StepSkipped
+    | StepCancelled
+    | RunFinished
+    | Heartbeat
+    | EventBatch
 )
 
 _encoder = msgspec.msgpack.Encoder()

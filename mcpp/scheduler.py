@@ -19,37 +19,39 @@ from collections.abc import Callable, Mapping
 from mcpp.dag import Graph
 from mcpp.spec import StepSpec, WorkflowSpec
 
-__all__ = ["ReadyQueue", "Slots", "retry_delay"]
+__all__ = ["ReadyQueue", "Slots", "retry_delay", "should_retry"]
 
 
 class Slots:
     """Concurrency limits: ``max_concurrent`` steps at once and named resource pools.
 
-    A step that ``uses`` a resource takes one unit of it while it runs.
+    A step that ``uses`` a resource takes one unit of it while it runs. ``slot=False`` is for
+    steps whose concurrency something else bounds (a pool's workers): they take resources only.
     """
 
-    __slots__ = ("free", "resources", "running")
+    __slots__ = ("free", "resources")
 
     def __init__(self, max_concurrent: int, resources: Mapping[str, int]) -> None:
         self.free = max_concurrent
         self.resources = dict(resources)
-        self.running = 0
 
-    def can_start(self, step: StepSpec) -> bool:
+    def can_start(self, step: StepSpec, *, slot: bool = True) -> bool:
         """True if ``step`` fits in what is free now."""
-        return self.free > 0 and all(self.resources.get(name, 0) > 0 for name in step.uses)
+        if slot and self.free <= 0:
+            return False
+        return all(self.resources.get(name, 0) > 0 for name in step.uses)
 
-    def take(self, step: StepSpec) -> None:
-        """Take a slot and one unit of every resource ``step`` uses."""
-        self.free -= 1
-        self.running += 1
+    def take(self, step: StepSpec, *, slot: bool = True) -> None:
+        """Take a slot (unless ``slot`` is false) and one unit of every resource ``step`` uses."""
+        if slot:
+            self.free -= 1
         for name in step.uses:
             self.resources[name] -= 1
 
-    def give_back(self, step: StepSpec) -> None:
+    def give_back(self, step: StepSpec, *, slot: bool = True) -> None:
         """Return what :meth:`take` took."""
-        self.free += 1
-        self.running -= 1
+        if slot:
+            self.free += 1
         for name in step.uses:
             self.resources[name] += 1
 
@@ -81,12 +83,18 @@ class ReadyQueue:
         """Add a ready step."""
         heapq.heappush(self.heap, (self.keys[step_id], step_id))
 
-    def pop(self, can_start: Callable[[StepSpec], bool]) -> StepSpec | None:
-        """Remove and return the best step for which ``can_start`` is true, or None."""
+    def pop(self, can_start: Callable[[StepSpec], bool], *, scan: bool = True) -> StepSpec | None:
+        """Remove and return the best step for which ``can_start`` is true, or None.
+
+        With ``scan`` false only the best step is tried: pass it when no other step could start
+        if the best one cannot (no resource pools, every step alike), to keep a pop O(log n).
+        """
         if not self.heap:
             return None
         if can_start(self.steps[self.heap[0][1]]):
             return self.steps[heapq.heappop(self.heap)[1]]
+        if not scan:
+            return None
         held = []
         found = None
         while self.heap:

@@ -1,7 +1,8 @@
 """Adjustments to tractor 0.1.0a5 internals, all in one place.
 
-- tractor 0.1.0a5 warns about ``trio.MultiError`` in every process that imports it; the filter
-  travels to children through ``PYTHONWARNINGS``.
+- tractor 0.1.0a5 uses ``trio.MultiError``, deprecated in the trio it needs, and trio warns in
+  every process that uses it; the filters apply here and travel to children through
+  ``PYTHONWARNINGS``.
 - tractor re-imports the parent's ``__main__`` script in every child it starts (through
   ``_mp_fixup_main``). mcpp loads a user's script itself, only in the step actors that need it
   and under the name ``__mp_main__`` (see ``mcpp.targets``), so the coordinator never runs user
@@ -11,6 +12,8 @@
 from __future__ import annotations
 
 import os
+import re
+import warnings
 
 from tractor import _actor
 
@@ -18,7 +21,10 @@ __all__ = ["apply"]
 
 # Children run ``python -m tractor._child``, which imports tractor before any mcpp code: this
 # filter, inherited through the environment, keeps its one deprecation warning off stderr.
-WARNING_FILTER = "ignore:trio.MultiError is deprecated"
+WARNING_FILTERS = (
+    "ignore:trio.MultiError is deprecated",
+    "ignore:MultiError.filter() is deprecated",
+)
 
 
 def no_main_data() -> dict[str, str]:
@@ -29,6 +35,7 @@ def no_main_data() -> dict[str, str]:
 def apply() -> None:
     """Apply the adjustments (idempotent)."""
     _actor._mp_fixup_main._mp_figure_out_main = no_main_data
-    current = os.environ.get("PYTHONWARNINGS", "")
-    if WARNING_FILTER not in current:
-        os.environ["PYTHONWARNINGS"] = f"{current},{WARNING_FILTER}" if current else WARNING_FILTER
+    current = [f for f in os.environ.get("PYTHONWARNINGS", "").split(",") if f]
+    os.environ["PYTHONWARNINGS"] = ",".join(dict.fromkeys([*current, *WARNING_FILTERS]))
+    for text in WARNING_FILTERS:
+        warnings.filterwarnings("ignore", message=re.escape(text.partition(":")[2]))

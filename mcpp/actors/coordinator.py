@@ -25,11 +25,13 @@ import trio
 from mcpp import protocol
 from mcpp.actors.launch import run_isolated
 from mcpp.actors.parentwatch import watch_parent
+from mcpp.actors.pool import Plan, Pool, Requeue
 from mcpp.actors.runtimevars import get_secret
 from mcpp.dag import Graph, StepState
 from mcpp.errors import ProtocolError
 from mcpp.protocol import (
     CancelRun,
+    EventBatch,
     RunFinished,
     RunWorkflow,
     StartStep,
@@ -43,74 +45,146 @@ from mcpp.spec import StepSpec
 
 __all__ = ["Coordinator", "coordinate"]
 
-Emit = Callable[[Any], Awaitable[None]]
+Send = Callable[[bytes], Awaitable[None]]
+Outcome = StepSucceeded | StepFailed | StepCancelled | Requeue | None
 
 
 class Coordinator:
-    """Drive one run: schedule ready steps, record outcomes, emit events."""
+    """Drive one run: schedule ready steps, record outcomes, emit events.
 
-    def __init__(self, run: RunWorkflow, emit: Emit) -> None:
+    Outcomes of every kind of step (per-step actors, pool workers, retry timers) arrive on one
+    channel and are applied by one loop; ``None`` on it only wakes the loop (a worker is up).
+    Events leave in batches: whatever piles up while one batch is sent goes in the next.
+    """
+
+    def __init__(self, run: RunWorkflow, send: Send) -> None:
         self.run_msg = run
         self.spec = run.spec
-        self.emit_bytes = emit
+        self.send = send
         self.graph = Graph({step.id: step.depends_on for step in self.spec.steps})
         self.state = self.graph.run_state(completed=run.completed)
         self.results: dict[str, msgspec.Raw] = dict(run.completed)
+        self.uses_left = {s: len(self.graph.dependents(s)) for s in self.graph.steps}
         self.queue = ReadyQueue(self.spec, self.graph)
-        self.slots = Slots(self.spec.max_concurrent or os.cpu_count() or 1, self.spec.resources)
+        self.steps = self.queue.steps
+        # Must a pop look past the best ready step? Only if steps differ in what they need.
+        self.scan = bool(self.spec.resources) or (
+            self.spec.actors == "pool" and any(s.isolate for s in self.spec.steps)
+        )
+        cpus = os.cpu_count() or 1
+        self.slots = Slots(self.spec.max_concurrent or cpus, self.spec.resources)
+        self.pool: Pool | None = None
+        if self.spec.actors == "pool":
+            size = min(self.spec.workers or cpus, self.spec.max_concurrent or cpus)
+            self.pool = Pool(self, size)
+        self.attempts: dict[str, int] = {}
         self.scopes: dict[str, trio.CancelScope] = {}
+        self.retrying: set[str] = set()
         self.cancel_reason: str | None = None
         self.cancel_cause: str | None = None
-        self.outcomes_send, self.outcomes = trio.open_memory_channel[Any](math.inf)
+        self.events: list[Any] = []
+        self.finished = False
+        self.flushed = trio.Event()
+        self.events_ready = trio.Event()
+        self.outcomes_send, self.outcomes = trio.open_memory_channel[Outcome](math.inf)
+        self.nursery: trio.Nursery | None = None
 
-    async def emit(self, message: protocol.Message) -> None:
-        """Send one event to the supervisor."""
-        await self.emit_bytes(protocol.encode(message))
+    def emit(self, event: Any) -> None:
+        """Queue one event for the supervisor."""
+        self.events.append(event)
+        self.events_ready.set()
+
+    async def flush_events(self) -> None:
+        """Send queued events in batches until the run is over and every event is sent."""
+        while not self.finished:
+            await self.events_ready.wait()
+            self.events_ready = trio.Event()
+            await self.send_events()
+        await self.send_events()  # what came while the last batch was being sent
+        self.flushed.set()
+
+    async def send_events(self) -> None:
+        """Send every queued event now, as one batch."""
+        if self.events:
+            batch, self.events = self.events, []
+            await self.send(protocol.encode(EventBatch(events=tuple(batch))))
 
     def cancel(self, reason: str, cause: str | None = None) -> None:
         """Cancel every running step and let nothing new start.
 
         ``cause`` is the step whose failure stopped the run (fail_fast), named by the skips.
         """
-        if self.cancel_reason is None:
-            self.cancel_reason = reason
-            self.cancel_cause = cause
+        if self.cancel_reason is not None:
+            return
+        self.cancel_reason = reason
+        self.cancel_cause = cause
         for scope in self.scopes.values():
             scope.cancel()
+        if self.pool is not None:
+            self.pool.cancel_all()
+        self.outcomes_send.send_nowait(None)
 
     async def run(self) -> str:
         """Run to the end; return the run status (succeeded, failed or cancelled)."""
         began = time.perf_counter()
         async with trio.open_nursery() as nursery:
-            await self.fill(nursery)
-            while self.state.is_active() or self.scopes:
-                outcome = await self.outcomes.receive()
-                await self.apply(outcome)
-                await self.fill(nursery)
-        if self.cancel_reason is not None and self.cancel_cause is None:
-            status = "cancelled"
-        elif all(s == StepState.SUCCEEDED for s in self.state.states().values()):
-            status = "succeeded"
-        else:
-            status = "failed"
-        await self.emit(RunFinished(status=status, duration_s=time.perf_counter() - began))
+            self.nursery = nursery
+            nursery.start_soon(self.flush_events)
+            if self.pool is not None:
+                await nursery.start(self.pool.run)
+            self.fill()
+            while self.state.is_active():
+                self.apply(await self.outcomes.receive())
+                while True:
+                    try:
+                        self.apply(self.outcomes.receive_nowait())
+                    except trio.WouldBlock:
+                        break
+                self.fill()
+            if self.cancel_reason is not None and self.cancel_cause is None:
+                status = "cancelled"
+            elif all(s == StepState.SUCCEEDED for s in self.state.states().values()):
+                status = "succeeded"
+            else:
+                status = "failed"
+            self.finished = True
+            self.events_ready.set()
+            await self.flushed.wait()
+            finished = RunFinished(status=status, duration_s=time.perf_counter() - began)
+            await self.send(protocol.encode(finished))
+            # The result is out; the workers' graceful stop need not delay it.
+            if self.pool is not None:
+                self.pool.closing = True
+                self.pool.scope.cancel()
         return status
 
-    async def fill(self, nursery: trio.Nursery) -> None:
-        """Queue newly ready steps and start as many as the slots allow."""
+    def fill(self) -> None:
+        """Queue newly ready steps and start as many as the slots and workers allow."""
         for step_id in self.state.get_ready():
             self.queue.push(step_id)
         if self.cancel_reason is not None:
-            await self.skip_unstarted()
+            self.skip_unstarted()
             return
+        plan = Plan(self.pool, len(self.queue))
+
+        def startable(step: StepSpec) -> bool:
+            if self.pool is not None and not step.isolate:
+                return plan.has_room() and self.slots.can_start(step, slot=False)
+            return self.slots.can_start(step)
+
         while self.queue:
-            step = self.queue.pop(self.slots.can_start)
+            step = self.queue.pop(startable, scan=self.scan)
             if step is None:
                 break
-            self.slots.take(step)
-            scope = trio.CancelScope()
-            self.scopes[step.id] = scope
-            nursery.start_soon(self.run_step, step, scope)
+            pooled = self.pool is not None and not step.isolate
+            self.slots.take(step, slot=not pooled)
+            attempt = self.attempts[step.id] = self.attempts.get(step.id, 0) + 1
+            start = self.start_message(step, attempt)
+            if pooled:
+                plan.add(start)
+            else:
+                self.start_isolated(step, start)
+        plan.send()
 
     def start_message(self, step: StepSpec, attempt: int) -> StartStep:
         """Build the StartStep for ``attempt``: arguments plus every upstream result."""
@@ -129,53 +203,103 @@ class Coordinator:
             main_path=self.spec.main_path,
         )
 
-    async def run_step(self, step: StepSpec, scope: trio.CancelScope) -> None:
-        """Run every attempt of ``step`` (retries with backoff) and report the outcome."""
-        attempt = 0
-        outcome: Any = None
+    def start_isolated(self, step: StepSpec, start: StartStep) -> None:
+        """Run one attempt of ``step`` in an actor process of its own."""
+        assert self.nursery is not None
+        scope = self.scopes[step.id] = trio.CancelScope()
+        self.nursery.start_soon(self.run_isolated, step, start, scope)
+
+    async def run_isolated(self, step: StepSpec, start: StartStep, scope: trio.CancelScope) -> None:
+        """Task: run ``start`` in its own actor and hand the outcome to the loop."""
         began = time.perf_counter()
+        outcome: Outcome = None
         with scope:
-            while True:
-                attempt += 1
-                outcome = await run_isolated(step, self.start_message(step, attempt), self.emit)
-                if isinstance(outcome, StepFailed) and should_retry(
-                    step, attempt, outcome.error.type
-                ):
-                    await self.emit(msgspec.structs.replace(outcome, will_retry=True))
-                    await trio.sleep(retry_delay(step, attempt))
-                    continue
-                break
+            outcome = await run_isolated(step, start, self.emit_async)
         if scope.cancelled_caught:
             outcome = StepCancelled(
                 step=step.id,
-                attempt=attempt,
+                attempt=start.attempt,
                 reason=self.cancel_reason or "cancelled",
                 duration_s=time.perf_counter() - began,
             )
-        await self.outcomes_send.send(outcome)
+        self.outcomes_send.send_nowait(outcome)
 
-    async def apply(self, outcome: Any) -> None:
-        """Record a finished step and emit the events that follow from it."""
-        step = self.spec.step(outcome.step)
-        del self.scopes[step.id]
-        self.slots.give_back(step)
+    async def emit_async(self, event: Any) -> None:
+        """:meth:`emit` for callers that await it."""
+        self.emit(event)
+
+    async def retry_later(self, step: StepSpec, delay: float, scope: trio.CancelScope) -> None:
+        """Task: wait ``delay`` seconds, then put ``step`` back in the ready queue."""
+        with scope:
+            await trio.sleep(delay)
+        if scope.cancelled_caught:
+            self.outcomes_send.send_nowait(
+                StepCancelled(
+                    step=step.id,
+                    attempt=self.attempts[step.id],
+                    reason=self.cancel_reason or "cancelled",
+                )
+            )
+        else:
+            self.outcomes_send.send_nowait(Requeue(step.id))
+
+    def apply(self, outcome: Outcome) -> None:
+        """Record an outcome and emit the events that follow from it."""
+        if outcome is None:
+            return
+        step = self.steps[outcome.step]
+        pooled = self.pool is not None and not step.isolate
+        self.scopes.pop(step.id, None)
         match outcome:
+            case Requeue():
+                if step.id in self.retrying:  # its retry delay is over
+                    self.retrying.discard(step.id)
+                else:  # its worker died before it started: not an attempt
+                    self.slots.give_back(step, slot=not pooled)
+                    self.attempts[step.id] -= 1
+                self.queue.push(step.id)
+                return
             case StepSucceeded():
+                self.slots.give_back(step, slot=not pooled)
                 self.state.done(step.id)
-                self.results[step.id] = outcome.result
-                await self.emit(outcome)
+                if self.uses_left[step.id]:
+                    self.results[step.id] = outcome.result
+                self.emit(outcome)
             case StepFailed():
+                self.slots.give_back(step, slot=not pooled)
+                if self.cancel_reason is None and should_retry(
+                    step, outcome.attempt, outcome.error.type
+                ):
+                    self.emit(msgspec.structs.replace(outcome, will_retry=True))
+                    assert self.nursery is not None
+                    scope = self.scopes[step.id] = trio.CancelScope()
+                    self.retrying.add(step.id)
+                    self.nursery.start_soon(
+                        self.retry_later, step, retry_delay(step, outcome.attempt), scope
+                    )
+                    return
                 skipped = self.state.fail(step.id)
-                await self.emit(outcome)
-                await self.skip(skipped)
+                self.emit(outcome)
+                self.skip(skipped)
                 if self.spec.on_failure == "fail_fast":
                     self.cancel(f"fail_fast: step {step.id!r} failed", cause=step.id)
             case StepCancelled():
+                if step.id not in self.retrying:
+                    self.slots.give_back(step, slot=not pooled)
+                self.retrying.discard(step.id)
                 skipped = self.state.cancel(step.id)
-                await self.emit(outcome)
-                await self.skip(skipped)
+                self.emit(outcome)
+                self.skip(skipped)
+        self.consumed(step.id)
 
-    async def skip_unstarted(self) -> None:
+    def consumed(self, step_id: str) -> None:
+        """``step_id`` is finished: drop upstream results that no step needs any more."""
+        for upstream in self.graph.dependencies(step_id):
+            self.uses_left[upstream] -= 1
+            if not self.uses_left[upstream]:
+                self.results.pop(upstream, None)
+
+    def skip_unstarted(self) -> None:
         """Skip every step that has not started: queued ones and those not yet ready."""
         skipped: list[str] = []
         for step_id in self.queue.clear():
@@ -183,12 +307,14 @@ class Coordinator:
             skipped.extend(self.state.cancel(step_id))
         skipped.extend(self.state.skip_remaining(because=self.cancel_cause))
         for step_id in skipped:
-            await self.emit(StepSkipped(step=step_id, because=self.cancel_cause))
+            self.emit(StepSkipped(step=step_id, because=self.cancel_cause))
+            self.consumed(step_id)
 
-    async def skip(self, steps: tuple[str, ...]) -> None:
+    def skip(self, steps: tuple[str, ...]) -> None:
         """Emit StepSkipped for ``steps``, naming the ancestor that caused each skip."""
         for step_id in steps:
-            await self.emit(StepSkipped(step=step_id, because=self.state.skipped_because(step_id)))
+            self.emit(StepSkipped(step=step_id, because=self.state.skipped_because(step_id)))
+            self.consumed(step_id)
 
 
 @tractor.context  # type: ignore[untyped-decorator]

@@ -72,6 +72,10 @@ class RunChannel:
         """
         async for raw in self.stream:
             event = protocol.to_supervisor.decode(raw)
+            if isinstance(event, protocol.EventBatch):
+                for item in event.events:
+                    yield item
+                continue
             yield event
             if isinstance(event, protocol.RunFinished):
                 return

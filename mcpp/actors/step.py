@@ -22,6 +22,7 @@ import trio
 
 from mcpp import protocol
 from mcpp.actors.parentwatch import watch_parent
+from mcpp.actors.runner import BatchRunner
 from mcpp.actors.runtimevars import get_secret
 from mcpp.protocol import CancelStep, ErrorInfo, StartBatch, StartStep
 
@@ -121,6 +122,10 @@ async def heartbeat(send: Any, running: dict[str, trio.CancelScope]) -> None:
 async def serve(ctx: tractor.Context) -> None:
     """Serve StartStep, StartBatch and CancelStep messages on one stream until it closes.
 
+    A StartStep (per-step actors) runs at once, a sync function in a thread of its own so the
+    event loop stays free. The steps of StartBatch messages (pool workers) run one at a time,
+    in order, on a :class:`BatchRunner`.
+
     Every message must carry this run's secret: one without it raises ProtocolError in this
     context (its sender sees the error), before any code is resolved or run.
     """
@@ -129,6 +134,7 @@ async def serve(ctx: tractor.Context) -> None:
     secret = get_secret()
     await ctx.started(os.getpid())
     running: dict[str, trio.CancelScope] = {}
+    runner: BatchRunner | None = None
     async with ctx.open_stream() as stream, trio.open_nursery() as nursery:
         nursery.start_soon(heartbeat, stream.send, running)
         async for raw in stream:
@@ -140,8 +146,11 @@ async def serve(ctx: tractor.Context) -> None:
                 case StartBatch():
                     for start in message.steps:
                         protocol.check_secret(start, secret)
+                    if runner is None:
+                        runner = BatchRunner(stream.send, error_info)
+                        nursery.start_soon(runner.flush)
                     for start in message.steps:
-                        nursery.start_soon(run_start, start, stream.send, running)
+                        runner.submit(start)
                 case CancelStep():
                     scope = running.get(message.step)
                     if scope is not None:
