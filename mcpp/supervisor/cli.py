@@ -20,6 +20,7 @@ from mcpp.errors import MCPPError, WorkflowError
 from mcpp.loader import dump_plan
 from mcpp.params import parse_param_texts
 from mcpp.spec import WorkflowSpec
+from mcpp.supervisor.cache_cli import add_cache
 from mcpp.supervisor.durable import add_resume, add_status, run_journalled
 from mcpp.supervisor.events import open_event_hook
 from mcpp.supervisor.graph_cli import add_graph
@@ -135,6 +136,7 @@ COMMANDS: list[Callable[[Any], None]] = [
     add_spawn,
     add_status,
     add_resume,
+    add_cache,
     add_graph,
     add_templates,
 ]

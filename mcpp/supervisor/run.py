@@ -16,8 +16,9 @@ from typing import Any
 import msgspec
 import trio
 
-from mcpp import protocol
+from mcpp import protocol, stepcache
 from mcpp.actors import open_run
+from mcpp.cache import default_path
 from mcpp.results import RunRecorder, RunResult
 from mcpp.spec import WorkflowSpec
 
@@ -46,9 +47,14 @@ async def run_spec(
     ``on_event(recorder, event)`` is called after each event is recorded. With
     ``handle_signals`` (main thread only), SIGINT/SIGTERM cancel the run.
 
-    Raises RunError if the actor tree itself fails (the coordinator dies), ProtocolError if a
-    message is malformed. Step failures are not raised: they are in the result.
+    Steps with ``cache`` on use the result cache file :func:`mcpp.cache.default_path`; their
+    targets are imported here to hash their functions.
+
+    Raises WorkflowError (before any process starts) for a bad ``cache`` TTL or a cached step's
+    unresolvable target, RunError if the actor tree itself fails (the coordinator dies),
+    ProtocolError if a message is malformed. Step failures are not raised: they are in the result.
     """
+    identities = stepcache.identities(spec)
     run_id = run_id or new_run_id()
     completed = dict(completed or {})
     recorder = RunRecorder(run_id, spec, completed)
@@ -58,6 +64,8 @@ async def run_spec(
         run_id=run_id,
         spec=spec,
         completed={k: msgspec.Raw(v) for k, v in completed.items()},
+        cache_path=str(default_path().absolute()) if identities else None,
+        identities=identities,
     )
     interrupted: list[str] = []
     async with open_run(message) as channel, trio.open_nursery() as nursery:
