@@ -201,17 +201,22 @@ class Journal:
             self.db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             self.db.execute("PRAGMA journal_mode = WAL")
             self.db.execute("PRAGMA synchronous = NORMAL")
-            with self._transaction():
-                version = self.db.execute("PRAGMA user_version").fetchone()[0]
-                if version not in (0, SCHEMA_VERSION):
-                    raise JournalError(f"{self.path}: journal schema {version} is not supported")
-                if version == 0:
-                    for statement in _SCHEMA.split(";"):
-                        if statement.strip():
-                            self.db.execute(statement)
-                self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if self._schema_version() == 0:
+                with self._transaction():
+                    if self._schema_version() == 0:
+                        for statement in _SCHEMA.split(";"):
+                            if statement.strip():
+                                self.db.execute(statement)
+                        self.db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if (version := self._schema_version()) != SCHEMA_VERSION:
+                self.db.close()
+                raise JournalError(f"{self.path}: journal schema {version} is not supported")
         except (sqlite3.Error, OSError) as exc:
             raise JournalError(f"cannot open the journal {self.path}: {exc}") from None
+
+    def _schema_version(self) -> int:
+        version: int = self.db.execute("PRAGMA user_version").fetchone()[0]
+        return version
 
     @classmethod
     def open(cls, home: str | os.PathLike[str] | None = None) -> Journal:

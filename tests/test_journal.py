@@ -27,7 +27,7 @@ from mcpp.journal import Journal, JournalError, JournalWriter, RunEnded, journal
 from mcpp.protocol import ErrorInfo, StepFailed, StepSkipped, StepStarted, StepSucceeded
 from mcpp.spec import StepSpec, WorkflowSpec
 from mcpp.supervisor.cli import main as cli_main
-from mcpp.supervisor.durable import check_compatible
+from mcpp.supervisor.durable import check_compatible, resume
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = "tests.steps.journal_steps"
@@ -132,6 +132,11 @@ def test_a_tampered_spec_is_refused(tmp_path: Path) -> None:
     db.close()
     with Journal(tmp_path / "j.db") as journal, pytest.raises(JournalError, match="hash"):
         journal.load("r1")
+    with sqlite3.connect(tmp_path / "j.db") as db:
+        db.execute("PRAGMA user_version = 99")
+    db.close()
+    with pytest.raises(JournalError, match="schema 99 is not supported"):
+        Journal(tmp_path / "j.db")
 
 
 async def test_writer_batches_by_count_and_by_time(tmp_path: Path) -> None:
@@ -292,15 +297,23 @@ def run_cli(home: Path, *args: str) -> tuple[int, Any, str]:
     return proc.returncode, doc, err.decode()
 
 
-def status(home: Path, *args: str) -> tuple[int, Any]:
-    """Run ``status`` in this process (no actor starts); return the exit code and its JSON."""
-    out = io.TextIOWrapper(io.BytesIO())
+def in_process(home: Path, *args: str) -> tuple[int, Any, str]:
+    """Run a command that starts no actor in this process: exit code, JSON output, stderr."""
+    out, err = io.TextIOWrapper(io.BytesIO()), io.StringIO()
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("MCPP_HOME", str(home))
         patch.setattr(sys, "stdout", out)
-        code = cli_main(["status", *args, "--json"])
+        patch.setattr(sys, "stderr", err)
+        code = cli_main(list(args))
     out.flush()
-    return code, json.loads(out.detach().getvalue())
+    text = out.detach().getvalue()
+    return code, json.loads(text) if text.strip() else None, err.getvalue()
+
+
+def status(home: Path, *args: str) -> tuple[int, Any]:
+    """``status [RUN_ID] --json``, in this process: exit code and document."""
+    code, doc, _ = in_process(home, "status", *args, "--json")
+    return code, doc
 
 
 def executions(log_dir: Path) -> dict[str, int]:
@@ -416,10 +429,11 @@ def test_status_shows_a_finished_run_as_spawn_printed_it_and_resume_is_a_no_op(
     assert run_cli(home, "status", run_id, "--json")[1] == spawned
     code, resumed, _ = run_cli(home, "resume", run_id, "--json")
     assert code == 0 and resumed == spawned
+    assert json.loads(resume(run_id, home=home).to_json()) == spawned  # the Python API
     assert executions(logs) == {"a": 1, "b": 1}
-    code, _, err = run_cli(home, "status", "no-such-run")
+    code, _, err = in_process(home, "status", "no-such-run")
     assert code == 2 and "no run 'no-such-run'" in err
-    code, _, err = run_cli(home, "resume", "no-such-run")
+    code, _, err = in_process(home, "resume", "no-such-run")
     assert code == 2 and "no run 'no-such-run'" in err
 
 
@@ -443,17 +457,19 @@ def test_a_failed_run_resumes_after_a_fix_and_an_incompatible_change_is_refused(
         )
 
     write()
-    code, failed, _ = run_cli(home, "spawn", str(workflow), "--json", "--no-journal")
-    assert code == 1 and not journal_query(home, "SELECT run_id FROM runs")
+    unjournalled = cli(tmp_path / "other", "spawn", str(workflow), "--json", "--no-journal")
     code, failed, _ = run_cli(home, "spawn", str(workflow), "--json")
     assert code == 1
+    unjournalled.communicate(timeout=60)
+    assert unjournalled.returncode == 1
+    assert not (tmp_path / "other").exists()
     assert [failed["steps"][s]["status"] for s in "abc"] == ["succeeded", "failed", "skipped"]
     run_id = failed["run_id"]
     listing = status(home)[1]["runs"]
     assert [(r["run_id"], r["status"]) for r in listing] == [(run_id, "failed")]
 
     write(extra_arg=', note = "v2"')  # a completed step's definition changed
-    code, _, err = run_cli(home, "resume", run_id, "--json")
+    code, _, err = in_process(home, "resume", run_id, "--json")
     assert code == 2
     assert "step 'a', field 'args'" in err and "start a new run with spawn" in err
     assert executions(logs) == {"a": 2, "b": 2}

@@ -24,6 +24,7 @@ import os
 import sys
 import time
 from collections.abc import Mapping
+from contextlib import suppress
 from functools import partial
 from typing import Any
 
@@ -82,7 +83,8 @@ async def _run_session(
             )
             nursery.cancel_scope.cancel()
     except BaseException:
-        writer.close()  # what was seen stays journalled; the run reads as interrupted
+        with suppress(JournalError):  # keep what was seen; the run then reads as interrupted
+            writer.close()
         raise
     writer.close(RunEnded(status=result.status, duration_s=result.duration_s))
     return result
