@@ -162,7 +162,8 @@ class StepSucceeded(Message, frozen=True, tag="step_succeeded"):
 class StepFailed(Message, frozen=True, tag="step_failed"):
     """An attempt raised, timed out or its process died.
 
-    ``timed_out`` marks a timeout; ``will_retry`` says another attempt follows.
+    ``timed_out`` marks a timeout; ``will_retry`` says another attempt follows, after
+    ``retry_in_s`` seconds (the backoff drawn for it).
     """
 
     step: str
@@ -171,6 +172,7 @@ class StepFailed(Message, frozen=True, tag="step_failed"):
     duration_s: float
     timed_out: bool = False
     will_retry: bool = False
+    retry_in_s: float | None = None
 
 
 class Heartbeat(Message, frozen=True, tag="heartbeat"):

@@ -24,7 +24,7 @@ from mcpp.protocol import (
 )
 from mcpp.spec import WorkflowSpec
 
-__all__ = ["RunRecorder", "RunResult", "RunStatus", "StepResult", "StepStatus"]
+__all__ = ["Attempt", "RunRecorder", "RunResult", "RunStatus", "StepResult", "StepStatus"]
 
 StepStatus = Literal[
     "pending", "running", "succeeded", "failed", "timed_out", "skipped", "cancelled"
@@ -32,8 +32,19 @@ StepStatus = Literal[
 RunStatus = Literal["running", "succeeded", "failed", "cancelled", "interrupted"]
 
 
+class Attempt(msgspec.Struct, kw_only=True):
+    """One finished attempt of a step: how it ended and, if another followed, the backoff."""
+
+    attempt: int
+    status: StepStatus
+    duration_s: float
+    error_type: str | None = None
+    retry_in_s: float | None = None
+
+
 class StepResult(msgspec.Struct, kw_only=True):
-    """One step's record. ``result`` is the decoded return value (None unless succeeded)."""
+    """One step's record. ``result`` is the decoded return value (None unless succeeded);
+    ``history`` lists every finished attempt in order."""
 
     status: StepStatus = "pending"
     attempts: int = 0
@@ -42,6 +53,8 @@ class StepResult(msgspec.Struct, kw_only=True):
     error: ErrorInfo | None = None
     skipped_because: str | None = None
     pid: int | None = None
+    cached: bool = False
+    history: list[Attempt] = []
 
 
 class RunResult(msgspec.Struct, kw_only=True):
@@ -112,14 +125,31 @@ class RunRecorder:
                 record.duration_s = event.duration_s
                 record.result = protocol.decode_value(event.result)
                 record.error = None
+                record.cached = event.cached
                 self.raw_results[event.step] = bytes(event.result)
+                if not event.cached:
+                    record.history.append(
+                        Attempt(
+                            attempt=event.attempt, status="succeeded", duration_s=event.duration_s
+                        )
+                    )
             case StepFailed():
                 record = self.steps[event.step]
                 record.attempts = max(record.attempts, event.attempt)
                 record.duration_s = event.duration_s
                 record.error = event.error
+                status: StepStatus = "timed_out" if event.timed_out else "failed"
                 if not event.will_retry:
-                    record.status = "timed_out" if event.timed_out else "failed"
+                    record.status = status
+                record.history.append(
+                    Attempt(
+                        attempt=event.attempt,
+                        status=status,
+                        duration_s=event.duration_s,
+                        error_type=event.error.type,
+                        retry_in_s=event.retry_in_s,
+                    )
+                )
             case StepSkipped():
                 record = self.steps[event.step]
                 record.status = "skipped"

@@ -18,16 +18,22 @@ pytestmark = pytest.mark.usefixtures("no_leftovers")
 STEPS = "tests.steps.runtime_steps"
 
 
-def workflow(name: str = "t", **options: Any) -> mcpp.Workflow:
-    return mcpp.Workflow(name, **options)
+@pytest.fixture(params=["per_step", "pool"])
+def mode(request: pytest.FixtureRequest) -> str:
+    """Every runtime behaviour holds with an actor per step and on a pool of workers."""
+    return str(request.param)
+
+
+def workflow(mode: str, name: str = "t", **options: Any) -> mcpp.Workflow:
+    return mcpp.Workflow(name, actors=mode, **options)  # type: ignore[arg-type]
 
 
 def target(fn: str) -> str:
     return f"{STEPS}:{fn}"
 
 
-async def test_diamond_passes_results_to_dependents() -> None:
-    wf = workflow()
+async def test_diamond_passes_results_to_dependents(mode: str) -> None:
+    wf = workflow(mode)
     wf.add_step("a", target("number"), args={"value": 5})
     wf.add_step("b", target("double"), depends_on=["a"])
     wf.add_step("c", target("async_triple"), depends_on=["a"])
@@ -37,12 +43,15 @@ async def test_diamond_passes_results_to_dependents() -> None:
     assert {k: v.result for k, v in result.steps.items()} == {"a": 5, "b": 10, "c": 15, "d": 25}
     assert all(step.attempts == 1 for step in result.steps.values())
     pids = {step.pid for step in result.steps.values()}
-    assert len(pids) == 4, "every step runs in a process of its own"
+    if mode == "per_step":
+        assert len(pids) == 4, "every step runs in a process of its own"
+    else:
+        assert len(pids) <= 2, "steps run on the pool's workers"
     assert not any(psutil.pid_exists(pid) for pid in pids if pid is not None)
 
 
-async def test_wide_dag_with_a_join() -> None:
-    wf = workflow(max_concurrent=4)
+async def test_wide_dag_with_a_join(mode: str) -> None:
+    wf = workflow(mode, max_concurrent=4)
     for i in range(10):
         wf.add_step(f"n{i}", target("number"), args={"value": i})
     wf.add_step("join", target("add"), depends_on=[f"n{i}" for i in range(10)])
@@ -51,11 +60,11 @@ async def test_wide_dag_with_a_join() -> None:
     assert result.steps["join"].result == sum(range(10))
 
 
-async def test_a_slow_branch_does_not_hold_back_an_unrelated_one(tmp_path: Path) -> None:
+async def test_a_slow_branch_does_not_hold_back_an_unrelated_one(mode: str, tmp_path: Path) -> None:
     # `slow` only finishes once `b` (a dependent of the unrelated `a`) has run: with level
     # barriers `b` would wait for `slow` and `slow` would time out.
     marker = tmp_path / "b-ran"
-    wf = workflow(max_concurrent=3)
+    wf = workflow(mode, max_concurrent=3)
     wf.add_step("slow", target("wait_for"), args={"path": str(marker), "limit": 30})
     wf.add_step("a", target("number"), args={"value": 1})
     wf.add_step("b", target("touch"), args={"path": str(marker)}, depends_on=["a"])
@@ -70,8 +79,8 @@ async def test_a_slow_branch_does_not_hold_back_an_unrelated_one(tmp_path: Path)
     assert order.index("b") < order.index("slow")
 
 
-async def test_failure_skips_exactly_the_transitive_dependents() -> None:
-    wf = workflow()
+async def test_failure_skips_exactly_the_transitive_dependents(mode: str) -> None:
+    wf = workflow(mode)
     wf.add_step("root", target("number"), args={"value": 1})
     wf.add_step("bad", target("fail"), args={"message": "no good"}, depends_on=["root"])
     wf.add_step("child", target("double"), args={"a": 1}, depends_on=["bad"])
@@ -93,9 +102,11 @@ async def test_failure_skips_exactly_the_transitive_dependents() -> None:
     assert steps["other2"].result == 1
 
 
-async def test_fail_fast_cancels_running_steps_and_skips_the_rest(tmp_path: Path) -> None:
+async def test_fail_fast_cancels_running_steps_and_skips_the_rest(
+    mode: str, tmp_path: Path
+) -> None:
     never = tmp_path / "never"
-    wf = workflow(on_failure="fail_fast", max_concurrent=2)
+    wf = workflow(mode, on_failure="fail_fast", max_concurrent=2)
     wf.add_step("waiting", target("wait_for"), args={"path": str(never)})
     wf.add_step("bad", target("fail"))
     wf.add_step("later", target("double"), depends_on=["waiting"])
@@ -109,8 +120,8 @@ async def test_fail_fast_cancels_running_steps_and_skips_the_rest(tmp_path: Path
 
 
 @pytest.mark.parametrize("fn", ["spin", "sleep_long"])
-async def test_timeout_stops_a_step_that_ignores_cancellation(fn: str) -> None:
-    wf = workflow()
+async def test_timeout_stops_a_step_that_ignores_cancellation(mode: str, fn: str) -> None:
+    wf = workflow(mode)
     wf.add_step("stuck", target(fn), timeout=1)
     wf.add_step("after", target("double"), args={"a": 1}, depends_on=["stuck"])
     started: list[int] = []
@@ -127,14 +138,16 @@ async def test_timeout_stops_a_step_that_ignores_cancellation(fn: str) -> None:
     assert started and not psutil.pid_exists(started[0])
 
 
-async def test_a_step_process_killed_from_outside_fails_that_step(tmp_path: Path) -> None:
+async def test_a_step_process_killed_from_outside_fails_that_step(
+    mode: str, tmp_path: Path
+) -> None:
     import os
     import signal
 
     import trio
 
     pid_file, release = tmp_path / "pid", tmp_path / "release"
-    wf = workflow()
+    wf = workflow(mode)
     wf.add_step(
         "victim", target("pid_then_wait"), args={"pid_file": str(pid_file), "release": str(release)}
     )
@@ -154,16 +167,16 @@ async def test_a_step_process_killed_from_outside_fails_that_step(tmp_path: Path
     assert result.steps["bystander"].result == 7
 
 
-async def test_retries_run_a_failing_step_again() -> None:
-    wf = workflow()
+async def test_retries_run_a_failing_step_again(mode: str) -> None:
+    wf = workflow(mode)
     wf.add_step("flaky", target("fail"), retries=2, retry_delay=0.01)
     result = await wf.run_async()
     assert result.steps["flaky"].status == "failed"
     assert result.steps["flaky"].attempts == 3
 
 
-async def test_an_unencodable_result_fails_the_step_naming_the_type() -> None:
-    wf = workflow()
+async def test_an_unencodable_result_fails_the_step_naming_the_type(mode: str) -> None:
+    wf = workflow(mode)
     wf.add_step("weird", target("unencodable"))
     result = await wf.run_async()
     error = result.steps["weird"].error

@@ -270,13 +270,12 @@ class Coordinator:
                 if self.cancel_reason is None and should_retry(
                     step, outcome.attempt, outcome.error.type
                 ):
-                    self.emit(msgspec.structs.replace(outcome, will_retry=True))
+                    delay = retry_delay(step, outcome.attempt)
+                    self.emit(msgspec.structs.replace(outcome, will_retry=True, retry_in_s=delay))
                     assert self.nursery is not None
                     scope = self.scopes[step.id] = trio.CancelScope()
                     self.retrying.add(step.id)
-                    self.nursery.start_soon(
-                        self.retry_later, step, retry_delay(step, outcome.attempt), scope
-                    )
+                    self.nursery.start_soon(self.retry_later, step, delay, scope)
                     return
                 skipped = self.state.fail(step.id)
                 self.emit(outcome)

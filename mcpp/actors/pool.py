@@ -132,8 +132,11 @@ class Pool:
         process = worker.process
         outcomes = self.coordinator.outcomes_send
         duration = time.perf_counter() - worker.started_at
+        # A worker runs its steps in the order it got them: the first one it holds may be
+        # running even if its StepStarted had not arrived (it may even be why the worker died).
+        current = worker.current or next(iter(worker.held), None)
         for step_id, start in worker.held.items():
-            if step_id != worker.current:
+            if step_id != current:
                 outcomes.send_nowait(Requeue(step_id))
             elif worker.ended == "cancelled":
                 outcomes.send_nowait(

@@ -68,3 +68,20 @@ def pid_then_wait(pid_file: str, release: str, limit: float = 60.0, **upstream: 
 
 def unencodable() -> object:
     return object()
+
+
+def hold_resource(folder: str, name: str, seconds: float = 0.3, **upstream: Any) -> int:
+    """Hold a "resource" for ``seconds``; return how many holders there were at once (peak)."""
+    mine = Path(folder) / name
+    mine.write_text("held")
+    peak = 0
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        peak = max(peak, len(list(Path(folder).iterdir())))
+        time.sleep(0.01)
+    mine.unlink()
+    return peak
+
+
+def pid(**upstream: Any) -> int:
+    return os.getpid()
