@@ -518,9 +518,11 @@ depends_on = ["total"]
 """
 
 
-@pytest.mark.skip(reason="waiting for the coordinator hook")
 @pytest.mark.usefixtures("no_leftovers")
-def test_spawn_reuses_cached_results_and_misses_on_a_changed_param(tmp_path: Path) -> None:
+@pytest.mark.parametrize("actors", ["per_step", "pool"])
+def test_spawn_reuses_cached_results_and_misses_on_a_changed_param(
+    tmp_path: Path, actors: str
+) -> None:
     log = tmp_path / "executions.log"
     workflow = tmp_path / "cached.toml"
     workflow.write_text(WORKFLOW.format(log=log))
@@ -531,6 +533,7 @@ def test_spawn_reuses_cached_results_and_misses_on_a_changed_param(tmp_path: Pat
         before = log.read_text().splitlines() if log.exists() else []
         done = subprocess.run(
             [sys.executable, "-m", "mcpp.supervisor", "spawn", str(workflow), "--json"]
+            + ["--actors", actors]
             + [arg for param in params for arg in ("--param", param)],
             capture_output=True,
             text=True,

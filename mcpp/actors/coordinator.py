@@ -42,6 +42,7 @@ from mcpp.protocol import (
 )
 from mcpp.scheduler import ReadyQueue, Slots, retry_delay, should_retry
 from mcpp.spec import StepSpec
+from mcpp.stepcache import StepCache
 
 __all__ = ["Coordinator", "coordinate"]
 
@@ -78,6 +79,8 @@ class Coordinator:
             size = min(self.spec.workers or cpus, self.spec.max_concurrent or cpus)
             self.pool = Pool(self, size)
         self.attempts: dict[str, int] = {}
+        self.cache = StepCache(self.spec, run.identities, run.cache_path)
+        self.cache_keys: dict[str, str | None] = {}
         self.scopes: dict[str, trio.CancelScope] = {}
         self.retrying: set[str] = set()
         self.cancel_reason: str | None = None
@@ -176,6 +179,8 @@ class Coordinator:
             step = self.queue.pop(startable, scan=self.scan)
             if step is None:
                 break
+            if self.cached(step):
+                continue
             pooled = self.pool is not None and not step.isolate
             self.slots.take(step, slot=not pooled)
             attempt = self.attempts[step.id] = self.attempts.get(step.id, 0) + 1
@@ -185,6 +190,23 @@ class Coordinator:
             else:
                 self.start_isolated(step, start)
         plan.send()
+
+    def cached(self, step: StepSpec) -> bool:
+        """Look ``step`` up in the result cache once; on a hit, report it done and return True."""
+        if not self.cache.enabled or step.id in self.attempts:
+            return False
+        upstream = {u: self.results[u] for u in step.depends_on}
+        key, hit = self.cache.lookup(step.id, step.args, upstream)
+        self.cache_keys[step.id] = key
+        if hit is None:
+            return False
+        self.attempts[step.id] = 0
+        self.outcomes_send.send_nowait(
+            StepSucceeded(
+                step=step.id, attempt=0, result=msgspec.Raw(hit), duration_s=0.0, cached=True
+            )
+        )
+        return True
 
     def start_message(self, step: StepSpec, attempt: int) -> StartStep:
         """Build the StartStep for ``attempt``: arguments plus every upstream result."""
@@ -260,7 +282,9 @@ class Coordinator:
                 self.queue.push(step.id)
                 return
             case StepSucceeded():
-                self.slots.give_back(step, slot=not pooled)
+                if not outcome.cached:  # a cache hit took no slot
+                    self.slots.give_back(step, slot=not pooled)
+                    self.cache.store(step.id, self.cache_keys.get(step.id), outcome.result)
                 self.state.done(step.id)
                 if self.uses_left[step.id]:
                     self.results[step.id] = outcome.result
@@ -341,7 +365,8 @@ async def coordinate(ctx: tractor.Context) -> None:
                     coordinator.cancel(message.reason)
             coordinator.cancel("the supervisor closed the run")
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(listen)
-            await coordinator.run()
-            nursery.cancel_scope.cancel()
+        with coordinator.cache:
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(listen)
+                await coordinator.run()
+                nursery.cancel_scope.cancel()
