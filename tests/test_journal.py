@@ -360,7 +360,9 @@ DAG = [("a", ()), ("b", ("a",)), ("c", ("a",)), ("d", ("b", "c"))]
 EXPECTED = {"a": 1, "b": 2, "c": 2, "d": 5}
 
 
-@pytest.mark.parametrize("kill_after", [0, 1, 3])
+# Kill before any step succeeded, and after some did (plus a random delay: a step may be running,
+# or its success may still sit in the writer's buffer). The crash test above adds random points.
+@pytest.mark.parametrize("kill_after", [0, 2])
 def test_a_killed_supervisor_leaves_no_process_and_resume_runs_only_the_rest(
     tmp_path: Path, kill_after: int, no_leftovers: None
 ) -> None:
@@ -378,7 +380,7 @@ def test_a_killed_supervisor_leaves_no_process_and_resume_runs_only_the_rest(
         30,
         f"{kill_after} steps to succeed",
     )
-    time.sleep(random.uniform(0.0, 0.15))
+    time.sleep(random.uniform(0.0, 0.3))
     tree = [psutil.Process(supervisor.pid), *psutil.Process(supervisor.pid).children(True)]
     supervisor.send_signal(signal.SIGKILL)
     supervisor.communicate()

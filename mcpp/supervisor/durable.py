@@ -14,7 +14,8 @@ loaded again with the run's parameters and compared; the resume is refused
 
 Execution options (``timeout``, ``retries``, ``priority``, ``max_concurrent``, ``on_failure``...)
 may differ; the journalled values are used. A file that no longer loads is refused too; a file
-that no longer exists is not checked. Changes to the code of a step's module are not detected.
+that no longer exists is not checked, nor is the file of a run that already succeeded (its
+resume returns the journalled result). Changes to the code of a step's module are not detected.
 """
 
 from __future__ import annotations
@@ -177,11 +178,11 @@ def _prepare_resume(journal: Journal, run_id: str) -> JournalRun:
     run = journal.load(run_id)
     if run.running_pid is not None:
         raise JournalError(f"run {run_id} is still running (supervisor pid {run.running_pid})")
+    if run.result.status == "succeeded":
+        return run
     if run.source is not None and os.path.exists(run.source):
         current = load_workflow_spec(run.source, run.spec.params)
         check_compatible(run.spec, current, run_id=run_id)
-    if run.result.status == "succeeded":
-        return run
     journal.begin_resume(run_id, run.completed)
     if len(run.completed) == len(run.spec.steps):
         journal.append(run_id, [(time.time(), RunEnded(status="succeeded", duration_s=0.0))])
@@ -233,6 +234,8 @@ def status_command(args: argparse.Namespace) -> int:
     if args.json:
         sys.stdout.buffer.write(msgspec.json.encode({"runs": runs}) + b"\n")
         return 0
+    if not runs:
+        print(f"no runs in {journal.path}")
     for run in runs:
         line = f"{run.run_id}  {run.status:<11}  {run.started_at}  {run.duration_s:9.2f} s"
         print(f"{line}  {run.workflow}")
