@@ -9,6 +9,7 @@ from mcpp.errors import CycleError, MCPPError, ProtocolError, RunError, Workflow
 from mcpp.results import RunResult, StepResult
 from mcpp.spec import StepSpec, WorkflowSpec
 from mcpp.supervisor.api import Workflow, load_workflow
+from mcpp.supervisor.durable import resume, resume_async
 
 __all__ = [
     "CycleError",
@@ -22,6 +23,8 @@ __all__ = [
     "WorkflowError",
     "WorkflowSpec",
     "load_workflow",
+    "resume",
+    "resume_async",
 ]
 
 __version__ = "0.1.0"

@@ -336,3 +336,21 @@ async def test_the_secret_is_on_no_command_line_and_in_no_environment(
     assert result.status == "succeeded", "the run used the patched secret"
     assert len(seen) >= 2, "the coordinator and the step were inspected"
     assert not [text for text in seen if secret in text]
+
+
+async def test_an_api_run_with_journal_shows_in_status_and_resumes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MCPP_HOME", str(tmp_path))
+    wf = mcpp.Workflow("journalled")
+    wf.add_step("a", f"{STEPS}:number", args={"value": 3})
+    result = await wf.run_async(journal=True)
+    assert result.status == "succeeded"
+    status = await trio.run_process(
+        [sys.executable, "-m", "mcpp.supervisor", "status", result.run_id, "--json"],
+        cwd=ROOT,
+        capture_stdout=True,
+    )
+    assert json.loads(status.stdout)["steps"]["a"]["result"] == 3
+    again = await mcpp.resume_async(result.run_id)
+    assert again.run_id == result.run_id and again.steps["a"].result == 3

@@ -164,19 +164,25 @@ class Workflow:
         *,
         on_event: EventHook | None = None,
         handle_signals: bool = False,
+        journal: bool = False,
         **overrides: Any,
     ) -> RunResult:
         """Run the workflow inside trio; return its RunResult.
 
         ``overrides`` replace workflow options (``max_concurrent=2``, ``on_failure=
-        "fail_fast"``). Raises WorkflowError for an invalid workflow and RunError if the actor
-        tree fails or this is called from a step process (the missing ``__main__`` guard).
+        "fail_fast"``). With ``journal`` the run is journalled in ``$MCPP_HOME`` or ``./.mcpp``
+        (so ``mcpp status`` shows it and :func:`mcpp.resume` can finish it). Raises
+        WorkflowError for an invalid workflow and RunError if the actor tree fails or this is
+        called from a step process (the missing ``__main__`` guard).
         """
         if _inside_actor():
             raise RunError(GUARD_HINT)
-        return await run_spec(
-            self.spec(**overrides), on_event=on_event, handle_signals=handle_signals
-        )
+        spec = self.spec(**overrides)
+        if journal:
+            from mcpp.supervisor.durable import run_journalled
+
+            return await run_journalled(spec, on_event=on_event, handle_signals=handle_signals)
+        return await run_spec(spec, on_event=on_event, handle_signals=handle_signals)
 
     def run(self, **overrides: Any) -> RunResult:
         """Run the workflow to the end (blocking); return its RunResult.
