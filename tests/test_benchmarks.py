@@ -84,6 +84,7 @@ def test_scaling_reports_every_worker_count(no_leftovers: None) -> None:
     doc = run_benchmark("scaling", "--modes", "per_step", "--max-workers", "2")
     per_step = check_document(doc, "scaling")
     assert set(per_step) == {"workers=1", "workers=2"}
+    assert set(per_step["workers=2"]) == {"wall_s", "span_s", "speedup"}
     assert doc["figures"]["serial_s"]["mcpp"]["median"] > 0
     assert doc["iterations"] > 0
 
@@ -91,7 +92,7 @@ def test_scaling_reports_every_worker_count(no_leftovers: None) -> None:
 def test_payload_reports_time_per_hop(no_leftovers: None) -> None:
     doc = run_benchmark("payload", "--modes", "per_step")
     per_step = check_document(doc, "payload")
-    assert set(per_step["1MiB"]) == {"wall_s", "per_hop_ms"}
+    assert set(per_step["1MiB"]) == {"wall_s", "per_hop_ms", "extra_per_hop_ms"}
 
 
 def test_memory_reports_every_process_and_growth(no_leftovers: None) -> None:

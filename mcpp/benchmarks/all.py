@@ -32,9 +32,9 @@ MODEST: Mapping[str, tuple[str, ...]] = {
         "--per-step-n", "6", "--per-step-layers", "3", "--per-step-width", "3",
     ),
     "scaling": ("--repeat", "2", "--steps", "4", "--step-s", "0.25"),
-    "payload": ("--repeat", "2", "--hops", "2", "--sizes-mib", "1,10"),
-    "memory": ("--repeat", "2", "--workers", "2", "--leak-steps", "2000",
-               "--per-step-leak-steps", "30"),
+    "payload": ("--repeat", "2", "--hops", "1", "--sizes-mib", "1,10"),
+    "memory": ("--repeat", "2", "--workers", "2", "--leak-steps", "1000",
+               "--per-step-leak-steps", "12"),
     "startup": ("--repeat", "3",),
     "faults": ("--repeat", "2",),
 }  # fmt: skip
@@ -103,7 +103,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in args.only:
         extra = ["--repeat", "1", "--smoke"] if args.smoke else list(MODEST[name])
         print(f"running {name} ...", file=sys.stderr, flush=True)
+        started = time.perf_counter()
         docs.append(run_one(name, [*extra, "--modes", args.modes]))
+        docs[-1]["elapsed_s"] = round(time.perf_counter() - started, 1)
+        print(f"{name}: {docs[-1]['elapsed_s']} s", file=sys.stderr, flush=True)
     text = table(docs, time.perf_counter() - began)
     print(text, end="")
     if args.markdown:

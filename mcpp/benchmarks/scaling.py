@@ -3,8 +3,9 @@
 
 The loop's iteration count is calibrated here first, so each step costs about ``--step-s``
 seconds of one core. For each worker count w, mcpp runs with ``max_concurrent=w`` (and
-``workers=w`` in pool mode), the baseline with ``max_workers=w``. Figures per w: ``wall_s`` and
-``speedup`` (serial wall / wall; the ideal is min(w, K) on an idle machine).
+``workers=w`` in pool mode), the baseline with ``max_workers=w``. Figures per w: ``wall_s`` (the
+whole run), ``span_s`` (first step started to last step done: no start-up or tear-down) and
+``speedup`` = serial wall / span (the ideal is min(w, K) on an idle machine).
 
     python -m mcpp.benchmarks.scaling [--steps K] [--step-s S] [--repeat R] [--json]
 """
@@ -12,27 +13,32 @@ seconds of one core. For each worker count w, mcpp runs with ``max_concurrent=w`
 from __future__ import annotations
 
 import argparse
+import concurrent.futures as cf
 import os
+import statistics
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from mcpp import protocol
 from mcpp.benchmarks import report, workloads
 from mcpp.benchmarks.common import (
     Task,
     base_parser,
     document,
     figure,
+    open_baseline,
     peers_available,
-    run_baseline,
+    run_dag,
     run_mcpp,
     run_peer,
     selected_modes,
     to_spec,
 )
-from mcpp.spec import ActorMode
+from mcpp.results import RunRecorder
+from mcpp.spec import ActorMode, WorkflowSpec
 
-__all__ = ["calibrate", "main", "measure_mode", "parser"]
+__all__ = ["calibrate", "main", "measure_mode", "parser", "span_baseline", "span_mcpp"]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -58,27 +64,51 @@ def calibrate(seconds: float) -> int:
         iterations *= 4
 
 
+def span_mcpp(spec: WorkflowSpec, timeout: float) -> tuple[float, float]:
+    """Run ``spec``; return (wall, span): span runs from the first StepStarted to the last
+    StepSucceeded the supervisor records, leaving out the actor tree's start and stop."""
+    marks: list[float] = []
+
+    def on_event(recorder: RunRecorder, event: Any) -> None:
+        if isinstance(event, protocol.StepStarted | protocol.StepSucceeded):
+            marks.append(time.perf_counter())
+
+    wall = run_mcpp(spec, timeout=timeout, on_event=on_event)[1]
+    return wall, marks[-1] - marks[0]
+
+
+def span_baseline(tasks: list[Task], workers: int) -> tuple[float, float]:
+    """Run ``tasks`` on a new pool; return (wall, span): span runs from the first submission,
+    once every worker process is up, to the last result."""
+    began = time.perf_counter()
+    with open_baseline(workers) as (submit, _):
+        cf.wait([submit(workloads.noop, {}) for _ in range(workers)])
+        first = time.perf_counter()
+        run_dag(submit, tasks)
+        span = time.perf_counter() - first
+    return time.perf_counter() - began, span
+
+
 def measure_mode(
     args: argparse.Namespace, mode: ActorMode, tasks: list[Task], serial: list[float]
 ) -> dict[str, Any]:
-    """Wall time and speed-up of ``tasks`` on every worker count, in ``mode``."""
+    """Wall time, span and speed-up of ``tasks`` on every worker count, in ``mode``."""
     out: dict[str, Any] = {}
-    peers = peers_available()
+    serial_s = statistics.median(serial)
     for workers in range(1, args.max_workers + 1):
         spec = to_spec(tasks, name="scaling", mode=mode, workers=workers, max_concurrent=workers)
-        walls: dict[str, list[float]] = {"mcpp": [], "baseline": [], **{p: [] for p in peers}}
+        got: dict[str, list[tuple[float, float]]] = {"mcpp": [], "baseline": []}
         for _ in range(args.repeat):
-            walls["mcpp"].append(run_mcpp(spec, timeout=args.timeout)[1])
-            walls["baseline"].append(run_baseline(tasks, workers)[1])
-            for peer in peers:
-                walls[peer].append(run_peer(peer, tasks, workers))
-        serial_s = sorted(serial)[len(serial) // 2]
-        speedup = {k: [serial_s / w for w in v] for k, v in walls.items()}
+            got["mcpp"].append(span_mcpp(spec, args.timeout))
+            got["baseline"].append(span_baseline(tasks, workers))
+        peers = {p: [run_peer(p, tasks, workers) for _ in range(args.repeat)] for p in args.peers}
+        walls = {k: [w for w, _ in v] for k, v in got.items()}
+        spans = {k: [s for _, s in v] for k, v in got.items()}
+        speedup = {k: [serial_s / s for s in v] for k, v in spans.items()}
         out[f"workers={workers}"] = {
-            "wall_s": figure("s", walls["mcpp"], walls["baseline"], {p: walls[p] for p in peers}),
-            "speedup": figure(
-                "x", speedup["mcpp"], speedup["baseline"], {p: speedup[p] for p in peers}
-            ),
+            "wall_s": figure("s", walls["mcpp"], walls["baseline"], peers),
+            "span_s": figure("s", spans["mcpp"], spans["baseline"]),
+            "speedup": figure("x", speedup["mcpp"], speedup["baseline"]),
         }
     return out
 
@@ -88,7 +118,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.smoke:
         args.steps, args.step_s, args.max_workers = 2, 0.05, min(args.max_workers, 2)
-    notes: dict[str, Any] = {"speedup": "serial wall (K calls in this process) / wall"}
+    args.peers = peers_available()
+    notes: dict[str, Any] = {
+        "span_s": "first step started .. last step done (baseline: first submit, workers up)",
+        "speedup": "serial wall (the K calls one after another in this process) / span",
+        "peers": "peers report wall_s only",
+    }
     modes = selected_modes(args, notes)
     iterations = calibrate(args.step_s)
     tasks = [Task(f"s{i}", workloads.spin, {"iterations": iterations}) for i in range(args.steps)]
