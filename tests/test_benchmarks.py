@@ -112,7 +112,7 @@ def test_startup_times_the_cli(no_leftovers: None) -> None:
 
 
 def test_faults_are_detected_and_leave_no_process(no_leftovers: None) -> None:
-    doc = run_benchmark("faults", "--modes", "per_step", "--step-timeout", "0.2")
+    doc = run_benchmark("faults", "--modes", "per_step")
     per_step = check_document(doc, "faults")
     assert set(per_step) == {"raise", "timeout", "sigkill"}
     for fault in per_step.values():

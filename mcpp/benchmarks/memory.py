@@ -148,6 +148,14 @@ def idle_baseline(workers: int) -> dict[str, Any]:
     return sizes
 
 
+def coordinator_pid() -> int:
+    """The pid of the coordinator actor: the child of this process that tractor started."""
+    for child in psutil.Process().children():
+        if "mcpp-coordinator" in " ".join(child.cmdline()):
+            return child.pid
+    raise BenchmarkError("no coordinator process is running")
+
+
 def leak_mcpp(mode: ActorMode, steps: int, workers: int, timeout: float) -> float:
     """Run ``steps`` no-op steps; return the coordinator's RSS growth per step (bytes)."""
     tasks = [Task(f"n{i}", workloads.noop) for i in range(steps)]
@@ -157,8 +165,8 @@ def leak_mcpp(mode: ActorMode, steps: int, workers: int, timeout: float) -> floa
     samples: list[int] = []
 
     def on_event(recorder: RunRecorder, event: Any) -> None:
-        if isinstance(event, protocol.StepStarted) and "coordinator" not in seen:
-            seen["coordinator"] = psutil.Process(event.pid).ppid()
+        if "coordinator" not in seen:
+            seen["coordinator"] = coordinator_pid()
         if isinstance(event, protocol.StepSucceeded):
             seen["done"] += 1
             if seen["done"] in (warm, steps):
