@@ -47,6 +47,7 @@ from mcpp.stepcache import StepCache
 __all__ = ["Coordinator", "coordinate"]
 
 Send = Callable[[bytes], Awaitable[None]]
+EVENT_DELAY = 0.005
 Outcome = StepSucceeded | StepFailed | StepCancelled | Requeue | None
 
 
@@ -88,6 +89,7 @@ class Coordinator:
         self.events: list[Any] = []
         self.finished = False
         self.flushed = trio.Event()
+        self.run_over = trio.Event()
         self.events_ready = trio.Event()
         self.outcomes_send, self.outcomes = trio.open_memory_channel[Outcome](math.inf)
         self.nursery: trio.Nursery | None = None
@@ -98,9 +100,15 @@ class Coordinator:
         self.events_ready.set()
 
     async def flush_events(self) -> None:
-        """Send queued events in batches until the run is over and every event is sent."""
+        """Send queued events in batches until the run is over and every event is sent.
+
+        After the first event of a batch it waits up to :data:`EVENT_DELAY` for more: the
+        supervisor only records and shows them, so fewer, larger batches cost the run nothing.
+        """
         while not self.finished:
             await self.events_ready.wait()
+            with trio.move_on_after(EVENT_DELAY):
+                await self.run_over.wait()
             self.events_ready = trio.Event()
             await self.send_events()
         await self.send_events()  # what came while the last batch was being sent
@@ -151,6 +159,7 @@ class Coordinator:
             else:
                 status = "failed"
             self.finished = True
+            self.run_over.set()
             self.events_ready.set()
             await self.flushed.wait()
             finished = RunFinished(status=status, duration_s=time.perf_counter() - began)

@@ -23,7 +23,9 @@ import trio
 from mcpp import protocol
 from mcpp.protocol import StartStep, StepFailed, StepStarted, StepSucceeded
 
-__all__ = ["BatchRunner"]
+__all__ = ["START_DELAY", "BatchRunner"]
+
+START_DELAY = 0.002
 
 
 class BatchRunner:
@@ -52,11 +54,20 @@ class BatchRunner:
             self.token.run_sync_soon(self.wake.set)
 
     async def flush(self) -> None:
-        """Send reports as they come, batching what piles up during a send. Runs forever."""
+        """Send reports as they come, batching what piles up during a send. Runs forever.
+
+        A lone ``StepStarted`` waits up to :data:`START_DELAY` for the step's outcome, so a
+        short step costs one message, not two (nothing needs to know of a start sooner).
+        """
         while True:
             await self.wake.wait()
             self.wake = trio.Event()
             self.wake_pending = False
+            if all(isinstance(item, StepStarted) for item in self.reports):
+                with trio.move_on_after(START_DELAY):
+                    await self.wake.wait()
+                self.wake = trio.Event()
+                self.wake_pending = False
             items = []
             while self.reports:
                 items.append(self.reports.popleft())
