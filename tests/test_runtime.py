@@ -9,7 +9,7 @@ import psutil
 import pytest
 
 import mcpp
-from mcpp.protocol import StepStarted, StepSucceeded
+from mcpp.protocol import StepStarted
 from mcpp.results import RunRecorder
 from tests.conftest import wait_for_text
 
@@ -61,22 +61,16 @@ async def test_wide_dag_with_a_join(mode: str) -> None:
 
 
 async def test_a_slow_branch_does_not_hold_back_an_unrelated_one(mode: str, tmp_path: Path) -> None:
-    # `slow` only finishes once `b` (a dependent of the unrelated `a`) has run: with level
-    # barriers `b` would wait for `slow` and `slow` would time out.
+    # `slow` can only succeed once `b` (a dependent of the unrelated `a`) has run while `slow`
+    # was still running: with level barriers `b` would wait for `slow`, and `slow` would fail.
     marker = tmp_path / "b-ran"
     wf = workflow(mode, max_concurrent=3)
     wf.add_step("slow", target("wait_for"), args={"path": str(marker), "limit": 30})
     wf.add_step("a", target("number"), args={"value": 1})
     wf.add_step("b", target("touch"), args={"path": str(marker)}, depends_on=["a"])
-    order: list[str] = []
-
-    def hook(_: RunRecorder, event: Any) -> None:
-        if isinstance(event, StepSucceeded):
-            order.append(event.step)
-
-    result = await wf.run_async(on_event=hook)
+    result = await wf.run_async()
     assert result.status == "succeeded", result.steps["slow"].error
-    assert order.index("b") < order.index("slow")
+    assert result.steps["slow"].result == "released"
 
 
 async def test_failure_skips_exactly_the_transitive_dependents(mode: str) -> None:
@@ -115,8 +109,10 @@ async def test_fail_fast_cancels_running_steps_and_skips_the_rest(
     assert result.steps["bad"].status == "failed"
     assert result.steps["waiting"].status == "cancelled"
     assert result.steps["later"].status == "skipped"
+    # It may be cancelled before its process reported a start; if it did, that process is gone
+    # (and the no_leftovers fixture proves no process of the run survives either way).
     pid = result.steps["waiting"].pid
-    assert pid is not None and not psutil.pid_exists(pid)
+    assert pid is None or not psutil.pid_exists(pid)
 
 
 @pytest.mark.parametrize("fn", ["spin", "sleep_long"])
