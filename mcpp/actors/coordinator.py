@@ -81,7 +81,6 @@ class Coordinator:
             self.pool = Pool(self, size)
         self.attempts: dict[str, int] = {}
         self.cache = StepCache(self.spec, run.identities, run.cache_path)
-        self.cache_keys: dict[str, str | None] = {}
         self.scopes: dict[str, trio.CancelScope] = {}
         self.retrying: set[str] = set()
         self.cancel_reason: str | None = None
@@ -205,8 +204,7 @@ class Coordinator:
         if not self.cache.enabled or step.id in self.attempts:
             return False
         upstream = {u: self.results[u] for u in step.depends_on}
-        key, hit = self.cache.lookup(step.id, step.args, upstream)
-        self.cache_keys[step.id] = key
+        _key, hit = self.cache.lookup(step.id, step.args, upstream)
         if hit is None:
             return False
         self.attempts[step.id] = 0
@@ -293,7 +291,7 @@ class Coordinator:
             case StepSucceeded():
                 if not outcome.cached:  # a cache hit took no slot
                     self.slots.give_back(step, slot=not pooled)
-                    self.cache.store(step.id, self.cache_keys.get(step.id), outcome.result)
+                    self.cache.store(step.id, self.cache.key(step.id), outcome.result)
                 self.state.done(step.id)
                 if self.uses_left[step.id]:
                     self.results[step.id] = outcome.result
