@@ -239,19 +239,26 @@ class Coordinator:
         self.nursery.start_soon(self.run_isolated, step, start, scope)
 
     async def run_isolated(self, step: StepSpec, start: StartStep, scope: trio.CancelScope) -> None:
-        """Task: run ``start`` in its own actor and hand the outcome to the loop."""
+        """Task: run ``start`` in its own actor; hand the outcome to the loop once known."""
         began = time.perf_counter()
-        outcome: Outcome = None
+        reported = False
+
+        def report(outcome: Outcome) -> None:
+            nonlocal reported
+            reported = True
+            self.outcomes_send.send_nowait(outcome)
+
         with scope:
-            outcome = await run_isolated(step, start, self.emit_async)
-        if scope.cancelled_caught:
-            outcome = StepCancelled(
-                step=step.id,
-                attempt=start.attempt,
-                reason=self.cancel_reason or "cancelled",
-                duration_s=time.perf_counter() - began,
+            await run_isolated(step, start, self.emit_async, report)
+        if not reported:
+            report(
+                StepCancelled(
+                    step=step.id,
+                    attempt=start.attempt,
+                    reason=self.cancel_reason or "cancelled",
+                    duration_s=time.perf_counter() - began,
+                )
             )
-        self.outcomes_send.send_nowait(outcome)
 
     async def emit_async(self, event: Any) -> None:
         """:meth:`emit` for callers that await it."""

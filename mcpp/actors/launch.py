@@ -8,7 +8,6 @@ exited after :data:`GRACE` seconds (a busy loop or a blocking C call ignores can
 
 from __future__ import annotations
 
-import math
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -31,6 +30,7 @@ STEP_MODULES = ["mcpp.actors.step"]
 
 Emit = Callable[[Any], Awaitable[None]]
 Outcome = StepSucceeded | StepFailed
+Report = Callable[[Outcome], None]
 
 
 def process_death(returncode: int | None, pid: int) -> str:
@@ -63,68 +63,87 @@ async def stop_actor(portal: Any, process: trio.Process) -> None:
 
 
 async def converse(
-    portal: Any, process: trio.Process, start: StartStep, limit: float | None, emit: Emit
-) -> Outcome:
-    """Send ``start`` to a step actor and return its outcome.
+    portal: Any,
+    process: trio.Process,
+    start: StartStep,
+    limit: float | None,
+    emit: Emit,
+    report: Report,
+) -> None:
+    """Send ``start`` to a step actor; ``report`` its outcome the moment it is known.
 
-    Ends early with a failed outcome when the process dies or ``limit`` seconds (the step's
-    timeout) pass.
+    The outcome is the step's own, or a failure when its process dies or ``limit`` seconds
+    (its timeout, counted from its start) pass. ``report`` is called exactly once, before the
+    conversation is torn down: tractor can take up to 0.5 s to give up on a dead actor's
+    context, and the run should not wait for that.
     """
     began = time.perf_counter()
-    outcome: Outcome | None = None
-    died = False
+    reported = False
 
+    def finish(outcome: Outcome) -> None:
+        nonlocal reported
+        if not reported:
+            reported = True
+            report(outcome)
+
+    def failure(error_type: str, message: str, *, timed_out: bool = False) -> StepFailed:
+        return StepFailed(
+            step=start.step,
+            attempt=start.attempt,
+            error=ErrorInfo(type=error_type, message=message),
+            duration_s=time.perf_counter() - began,
+            timed_out=timed_out,
+        )
+
+    started = trio.Event()
     async with trio.open_nursery() as nursery:
 
         async def watch() -> None:
-            nonlocal died
             await process.wait()
-            died = True
+            finish(failure("ProcessDied", process_death(process.returncode, process.pid)))
+            nursery.cancel_scope.cancel()
+
+        async def timer(seconds: float) -> None:
+            await started.wait()
+            await trio.sleep(seconds)
+            message = f"step {start.step!r} timed out after {seconds:g} s"
+            finish(failure("StepTimeout", message, timed_out=True))
             nursery.cancel_scope.cancel()
 
         nursery.start_soon(watch)
-        with trio.move_on_after(limit if limit is not None else math.inf):
-            async with (
-                portal.open_context(step_endpoint.serve) as (ctx, _pid),
-                ctx.open_stream() as stream,
-            ):
-                await stream.send(protocol.encode(start))
-                async for raw in stream:
-                    message = protocol.from_step.decode(raw)
-                    match message:
-                        case StepStarted():
-                            await emit(message)
-                        case StepSucceeded() | StepFailed():
-                            outcome = message
-                            break
-                        case Heartbeat():
-                            pass
-                        case _:
-                            raise ProtocolError(
-                                f"step {start.step!r}: unexpected {type(message).__name__}"
-                            )
+        if limit is not None:
+            nursery.start_soon(timer, limit)
+        async with (
+            portal.open_context(step_endpoint.serve) as (ctx, _pid),
+            ctx.open_stream() as stream,
+        ):
+            await stream.send(protocol.encode(start))
+            async for raw in stream:
+                message = protocol.from_step.decode(raw)
+                match message:
+                    case StepStarted():
+                        began = time.perf_counter()
+                        started.set()
+                        await emit(message)
+                    case StepSucceeded() | StepFailed():
+                        finish(message)
+                        break
+                    case Heartbeat():
+                        pass
+                    case _:
+                        raise ProtocolError(
+                            f"step {start.step!r}: unexpected {type(message).__name__}"
+                        )
         nursery.cancel_scope.cancel()
-
-    if outcome is not None:
-        return outcome
-    duration = time.perf_counter() - began
-    if died:
-        error = ErrorInfo(
-            type="ProcessDied", message=process_death(process.returncode, process.pid)
-        )
-        return StepFailed(step=start.step, attempt=start.attempt, error=error, duration_s=duration)
-    error = ErrorInfo(
-        type="StepTimeout", message=f"step {start.step!r} timed out after {limit:g} s"
-    )
-    return StepFailed(
-        step=start.step, attempt=start.attempt, error=error, duration_s=duration, timed_out=True
-    )
+    if not reported:
+        raise ProtocolError(f"step {start.step!r}: the step actor closed without an outcome")
 
 
-async def run_isolated(step: StepSpec, start: StartStep, emit: Emit) -> Outcome:
-    """Run one attempt of ``step`` in a new actor process named ``step:ID``; return its outcome.
+async def run_isolated(step: StepSpec, start: StartStep, emit: Emit, report: Report) -> None:
+    """Run one attempt of ``step`` in a new actor process named ``step:ID``.
 
-    The process is gone when this returns, also when it is cancelled.
+    ``report`` gets the outcome as soon as it is known (see :func:`converse`); it is not called
+    if this is cancelled first. The process is gone when this returns, also when cancelled.
     """
     async with tractor.open_nursery() as nursery:
         portal = None
@@ -135,9 +154,10 @@ async def run_isolated(step: StepSpec, start: StartStep, emit: Emit) -> Outcome:
                 type="SpawnError",
                 message=f"step {step.id!r}: actor did not start within {SPAWN_TIMEOUT:g} s",
             )
-            return StepFailed(step=step.id, attempt=start.attempt, error=error, duration_s=0.0)
+            report(StepFailed(step=step.id, attempt=start.attempt, error=error, duration_s=0.0))
+            return
         process = child_process(nursery, portal)
         try:
-            return await converse(portal, process, start, step.timeout, emit)
+            await converse(portal, process, start, step.timeout, emit, report)
         finally:
             await stop_actor(portal, process)

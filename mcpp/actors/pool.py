@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 __all__ = ["MAX_BATCHES", "Plan", "Pool", "Requeue", "Worker"]
 
 MAX_BATCHES = 2
-WATCHDOG_INTERVAL = 0.05
 
 
 class Requeue(msgspec.Struct, frozen=True):
@@ -56,6 +55,7 @@ class Worker:
         self.current: str | None = None
         self.started_at = 0.0
         self.deadline: float | None = None
+        self.timer = trio.CancelScope()  # the watchdog's: its deadline is the step's
         self.ended: str | None = None  # "timed_out" or "cancelled": why the pool killed it
         self.process: trio.Process | None = None
 
@@ -70,6 +70,7 @@ class Worker:
         if self.current == step_id:
             self.current = None
             self.deadline = None
+            self.timer.deadline = math.inf
         while self.batches:
             self.batches[0].discard(step_id)
             if self.batches[0]:
@@ -125,7 +126,6 @@ class Pool:
         """Keep ``worker`` alive: run it, and start a new process each time one dies."""
         while not self.closing:
             await self.serve(worker)
-            self.give_back(worker)
 
     def give_back(self, worker: Worker) -> None:
         """After a worker died: fail the step it ran, requeue the ones it had not started."""
@@ -191,6 +191,8 @@ class Pool:
 
                     async def watch() -> None:
                         await process.wait()
+                        worker.ready = False
+                        self.give_back(worker)  # now: tearing down can take 0.5 s more
                         tasks.cancel_scope.cancel()
 
                     tasks.start_soon(watch)
@@ -227,6 +229,7 @@ class Pool:
                     worker.started_at = time.perf_counter()
                     limit = coordinator.steps[item.step].timeout
                     worker.deadline = None if limit is None else trio.current_time() + limit
+                    worker.timer.deadline = worker.deadline or math.inf
                     coordinator.emit(item)
                 elif isinstance(item, protocol.Heartbeat):
                     continue
@@ -235,9 +238,11 @@ class Pool:
                     coordinator.outcomes_send.send_nowait(item)
 
     async def watchdog(self, worker: Worker, process: trio.Process) -> None:
-        """Kill the worker when its current step passes its timeout."""
+        """Kill the worker when its current step passes its timeout (``worker.timer``)."""
         while True:
-            await trio.sleep(WATCHDOG_INTERVAL)
+            with trio.CancelScope() as worker.timer:
+                worker.timer.deadline = worker.deadline or math.inf
+                await trio.sleep_forever()
             if worker.deadline is not None and trio.current_time() >= worker.deadline:
                 worker.ended = "timed_out"
                 process.kill()
