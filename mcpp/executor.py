@@ -30,8 +30,9 @@ from typing import Any, Self, TypeAlias
 
 import trio
 
+from mcpp.protocol import ErrorInfo
+
 __all__ = [
-    "BoxedError",
     "Call",
     "CallLike",
     "ExecutorStatistics",
@@ -73,23 +74,6 @@ CallLike: TypeAlias = Call | tuple[Callable[..., Any], Sequence[Any], Mapping[st
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class BoxedError:
-    """A task's exception, boxed: type name, message (``str(exc)``) and formatted traceback.
-
-    Same fields as the wire's :class:`mcpp.protocol.ErrorInfo`, without importing it.
-    """
-
-    type: str
-    message: str
-    traceback: str = ""
-
-    @classmethod
-    def from_exception(cls, exc: BaseException) -> BoxedError:
-        text = "".join(traceback.format_exception(exc))
-        return cls(type=type(exc).__name__, message=str(exc), traceback=text)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
 class TaskResult:
     """The outcome of one call.
 
@@ -100,7 +84,7 @@ class TaskResult:
 
     status: TaskStatus
     value: Any = None
-    error: BoxedError | None = None
+    error: ErrorInfo | None = None
     duration_s: float = 0.0
     index: int
 
@@ -323,7 +307,11 @@ class StructuredConcurrencyExecutor:
                             value = await self._invoke(slot.call)
                             status = TaskStatus.SUCCEEDED
                         except Exception as exc:
-                            error = BoxedError.from_exception(exc)
+                            error = ErrorInfo(
+                                type=type(exc).__name__,
+                                message=str(exc),
+                                traceback="".join(traceback.format_exception(exc)),
+                            )
                             status = TaskStatus.FAILED
                 finally:
                     self._limiter.release()
