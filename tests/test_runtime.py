@@ -132,6 +132,8 @@ async def test_timeout_stops_a_step_that_ignores_cancellation(mode: str, fn: str
     assert stuck.error is not None and stuck.error.type == "StepTimeout"
     assert result.steps["after"].status == "skipped"
     assert started and not psutil.pid_exists(started[0])
+    # The step would run 60 s or forever: a run far shorter than that proves it was stopped.
+    assert result.duration_s < 30
 
 
 async def test_a_step_process_killed_from_outside_fails_that_step(
