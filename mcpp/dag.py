@@ -16,11 +16,11 @@ Neither does I/O or concurrency. Wherever an order is not fixed by the edges, de
 from __future__ import annotations
 
 import enum
-import json
 from collections.abc import Iterable, Mapping
 from heapq import heappop, heappush
 from types import MappingProxyType
 
+from mcpp import dagexport
 from mcpp.errors import CycleError, WorkflowError
 
 __all__ = ["Graph", "RunState", "StepState"]
@@ -46,16 +46,6 @@ class StepState(enum.Enum):
 _FINISHED = frozenset(
     {StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED, StepState.CANCELLED}
 )
-
-_COLOURS = {
-    StepState.PENDING: "#ffffff",
-    StepState.READY: "#fff3b0",
-    StepState.RUNNING: "#9ecbff",
-    StepState.SUCCEEDED: "#a6e3a1",
-    StepState.FAILED: "#f38ba8",
-    StepState.SKIPPED: "#d0d0d0",
-    StepState.CANCELLED: "#fab387",
-}
 
 
 class Graph:
@@ -224,36 +214,12 @@ class Graph:
     ) -> str:
         """The graph in Graphviz DOT, edges from dependency to dependent; ``states`` (a subset
         of the steps is fine) fills each node with its state's colour and names the state."""
-        known = self._known_states(states)
-        lines = [f"digraph {_dot_quote(name)} {{", "  rankdir=LR;"]
-        lines.append('  node [shape=box, style="rounded,filled", fillcolor="#ffffff"];')
-        for step in self._steps:
-            node = _dot_quote(step)
-            if (state := known.get(step)) is None:
-                lines.append(f"  {node};")
-            else:
-                label = f'{node[:-1]}\\n{state.value}"'
-                lines.append(f'  {node} [label={label}, fillcolor="{_COLOURS[state]}"];')
-        lines.extend(f"  {_dot_quote(a)} -> {_dot_quote(b)};" for a, b in self._edges())
-        lines.append("}")
-        return "\n".join(lines) + "\n"
+        return dagexport.to_dot(self.steps, self.edges(), self._known_states(states), name)
 
     def to_mermaid(self, states: Mapping[str, StepState] | None = None) -> str:
         """The graph as a Mermaid flowchart. Nodes are ``s0, s1, ...`` in definition order,
         labelled with their ids; ``states`` assigns each node the class of its state."""
-        known = self._known_states(states)
-        node = {step: f"s{i}" for i, step in enumerate(self._steps)}
-        lines = ["flowchart LR"]
-        for step in self._steps:
-            label = step.replace('"', "#quot;")
-            lines.append(f'  {node[step]}["{label}"]')
-        lines.extend(f"  {node[a]} --> {node[b]}" for a, b in self._edges())
-        for state in StepState:
-            members = [node[step] for step in self._steps if known.get(step) is state]
-            if members:
-                lines.append(f"  classDef {state.value} fill:{_COLOURS[state]},stroke:#333")
-                lines.append(f"  class {','.join(members)} {state.value}")
-        return "\n".join(lines) + "\n"
+        return dagexport.to_mermaid(self.steps, self.edges(), self._known_states(states))
 
     def to_json(self, states: Mapping[str, StepState] | None = None) -> str:
         """The graph as JSON: ``{"nodes": [{"id", "state"}], "edges": [{"from", "to"}]}``.
@@ -261,13 +227,12 @@ class Graph:
         Nodes are in definition order, ``state`` is the state's value or ``null``; an edge goes
         from a dependency to its dependent.
         """
-        known = self._known_states(states)
-        nodes = [
-            {"id": step, "state": state.value if (state := known.get(step)) else None}
-            for step in self._steps
-        ]
-        edges = [{"from": a, "to": b} for a, b in self._edges()]
-        return json.dumps({"nodes": nodes, "edges": edges}, indent=2)
+        return dagexport.to_json(self.steps, self.edges(), self._known_states(states))
+
+    def edges(self) -> list[tuple[str, str]]:
+        """Every edge as ``(dependency, dependent)``, dependents in definition order."""
+        steps = self._steps
+        return [(steps[j], steps[i]) for i, deps in enumerate(self._dependencies) for j in deps]
 
     def _lookup(self, step: str) -> int:
         try:
@@ -286,16 +251,10 @@ class Graph:
         steps = self._steps
         return frozenset([steps[i] for i in seen])
 
-    def _edges(self) -> Iterable[tuple[str, str]]:
-        steps = self._steps
-        for i, deps in enumerate(self._dependencies):
-            for j in deps:
-                yield steps[j], steps[i]
-
-    def _known_states(self, states: Mapping[str, StepState] | None) -> Mapping[str, StepState]:
+    def _known_states(self, states: Mapping[str, StepState] | None) -> dict[str, str]:
         for step in states or {}:
             self._lookup(step)
-        return states or {}
+        return {step: state.value for step, state in (states or {}).items()}
 
 
 def _invalid_dependency(
@@ -350,10 +309,6 @@ def _topological(
     first = cycle.index(min(cycle))
     cycle = cycle[first:] + cycle[:first]
     raise CycleError([steps[i] for i in [*cycle, cycle[0]]])
-
-
-def _dot_quote(text: str) -> str:
-    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 class RunState:
