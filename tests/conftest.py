@@ -2,28 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
-
-MARKERS = ("tractor._child", "mcpp", "multiprocessing.forkserver")
-
-
-def mcpp_processes() -> list[psutil.Process]:
-    """Processes of tractor or mcpp on this machine, other than this test process."""
-    found = []
-    me = os.getpid()
-    for proc in psutil.process_iter(["pid", "cmdline"]):
-        if proc.info["pid"] == me:
-            continue
-        cmdline = " ".join(proc.info["cmdline"] or ())
-        if any(marker in cmdline for marker in MARKERS) and "pytest" not in cmdline:
-            found.append(proc)
-    return found
 
 
 def descendants() -> list[psutil.Process]:

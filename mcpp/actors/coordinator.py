@@ -23,6 +23,7 @@ import tractor
 import trio
 
 from mcpp import protocol
+from mcpp.actors import compat
 from mcpp.actors.launch import run_isolated
 from mcpp.actors.parentwatch import watch_parent
 from mcpp.actors.pool import Plan, Pool, Requeue
@@ -363,6 +364,7 @@ async def coordinate(ctx: tractor.Context) -> None:
     watch_parent()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor alone handles Ctrl-C
     secret = get_secret()
+    compat.use_forkserver(["mcpp.actors.step"])
     await ctx.started(os.getpid())
     async with ctx.open_stream() as stream:
         run = protocol.to_coordinator.decode(await stream.receive())

@@ -44,13 +44,51 @@ def process_death(returncode: int | None, pid: int) -> str:
     return f"step process {pid} exited with code {returncode} before the step finished"
 
 
-def child_process(nursery: Any, portal: Any) -> trio.Process:
-    """Return the trio.Process of the actor behind ``portal`` (a tractor internal)."""
-    process: trio.Process = nursery._children[portal.channel.uid][1]
-    return process
+class ProcessHandle:
+    """The process of an actor, however tractor started it (``trio.Process`` for the 'trio'
+    start method, ``multiprocessing.Process`` for 'forkserver'), behind one interface."""
+
+    def __init__(self, process: Any) -> None:
+        self.process = process
+
+    @property
+    def pid(self) -> int:
+        """The process id."""
+        pid: int = self.process.pid
+        return pid
+
+    @property
+    def returncode(self) -> int | None:
+        """The exit code, negative for a signal; ``None`` while the process runs."""
+        return self.poll()
+
+    def poll(self) -> int | None:
+        """The exit code if the process has ended, else ``None``."""
+        if isinstance(self.process, trio.Process):
+            return self.process.poll()
+        code: int | None = self.process.exitcode
+        return code
+
+    def kill(self) -> None:
+        """Send SIGKILL (nothing happens if the process has ended)."""
+        if self.poll() is None:
+            self.process.kill()
+
+    async def wait(self) -> int:
+        """Wait until the process has ended; return its exit code."""
+        if isinstance(self.process, trio.Process):
+            return await self.process.wait()
+        while (code := self.poll()) is None:
+            await trio.lowlevel.wait_readable(self.process.sentinel)
+        return code
 
 
-async def stop_actor(portal: Any, process: trio.Process) -> None:
+def child_process(nursery: Any, portal: Any) -> ProcessHandle:
+    """Return the process of the actor behind ``portal`` (from a tractor internal)."""
+    return ProcessHandle(nursery._children[portal.channel.uid][1])
+
+
+async def stop_actor(portal: Any, process: ProcessHandle) -> None:
     """Ask the actor to cancel; kill its process if it is still alive after GRACE seconds."""
     with trio.CancelScope(shield=True):
         if process.poll() is None:
@@ -64,7 +102,7 @@ async def stop_actor(portal: Any, process: trio.Process) -> None:
 
 async def converse(
     portal: Any,
-    process: trio.Process,
+    process: ProcessHandle,
     start: StartStep,
     limit: float | None,
     emit: Emit,

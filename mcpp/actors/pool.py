@@ -25,7 +25,13 @@ import trio
 
 from mcpp import protocol
 from mcpp.actors import step as step_endpoint
-from mcpp.actors.launch import STEP_MODULES, child_process, process_death, stop_actor
+from mcpp.actors.launch import (
+    STEP_MODULES,
+    ProcessHandle,
+    child_process,
+    process_death,
+    stop_actor,
+)
 from mcpp.protocol import ErrorInfo, StartStep, StepCancelled, StepFailed, StepStarted
 
 if TYPE_CHECKING:
@@ -57,7 +63,7 @@ class Worker:
         self.deadline: float | None = None
         self.timer = trio.CancelScope()  # the watchdog's: its deadline is the step's
         self.ended: str | None = None  # "timed_out" or "cancelled": why the pool killed it
-        self.process: trio.Process | None = None
+        self.process: ProcessHandle | None = None
 
     @property
     def can_take(self) -> bool:
@@ -237,7 +243,7 @@ class Pool:
                     worker.finished(item.step)
                     coordinator.outcomes_send.send_nowait(item)
 
-    async def watchdog(self, worker: Worker, process: trio.Process) -> None:
+    async def watchdog(self, worker: Worker, process: ProcessHandle) -> None:
         """Kill the worker when its current step passes its timeout (``worker.timer``)."""
         while True:
             with trio.CancelScope() as worker.timer:

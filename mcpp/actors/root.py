@@ -18,7 +18,7 @@ import trio
 
 from mcpp import protocol
 from mcpp.actors import coordinator
-from mcpp.actors.launch import child_process, process_death, stop_actor
+from mcpp.actors.launch import ProcessHandle, child_process, process_death, stop_actor
 from mcpp.actors.runtimevars import set_secret
 from mcpp.errors import RunError
 from mcpp.protocol import CancelRun, RunWorkflow
@@ -50,7 +50,7 @@ def inside_actor() -> bool:
 class RunChannel:
     """Events of one run, and the way to cancel it."""
 
-    def __init__(self, stream: Any, secret: str, process: trio.Process) -> None:
+    def __init__(self, stream: Any, secret: str, process: ProcessHandle) -> None:
         self.stream = stream
         self.secret = secret
         self.process = process

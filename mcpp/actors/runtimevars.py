@@ -12,7 +12,7 @@ from tractor import _state
 
 from mcpp.errors import RunError
 
-__all__ = ["get_secret", "set_secret"]
+__all__ = ["get_secret", "known_secret", "set_secret"]
 
 SECRET_KEY = "mcpp_secret"
 
@@ -20,6 +20,15 @@ SECRET_KEY = "mcpp_secret"
 def set_secret(secret: str) -> None:
     """Make ``secret`` part of what this process passes to every actor it starts next."""
     _state._runtime_vars[SECRET_KEY] = secret
+
+
+def known_secret() -> str | None:
+    """Return the secret this actor was started with, or ``None``.
+
+    Actors forked by a forkserver get no runtime variables from tractor: they have none.
+    """
+    secret = _state._runtime_vars.get(SECRET_KEY)
+    return secret if isinstance(secret, str) and secret else None
 
 
 def get_secret() -> str:

@@ -23,7 +23,8 @@ import trio
 from mcpp import protocol
 from mcpp.actors.parentwatch import watch_parent
 from mcpp.actors.runner import BatchRunner
-from mcpp.actors.runtimevars import get_secret
+from mcpp.actors.runtimevars import known_secret
+from mcpp.errors import ProtocolError
 from mcpp.protocol import CancelStep, ErrorInfo, StartBatch, StartStep
 
 __all__ = ["HEARTBEAT_INTERVAL", "run_start", "serve"]
@@ -129,9 +130,14 @@ async def serve(ctx: tractor.Context) -> None:
     Every message must carry this run's secret: one without it raises ProtocolError in this
     context (its sender sees the error), before any code is resolved or run.
     """
-    watch_parent()
+    actor = tractor.current_actor()
+    watch_parent(forked=actor._spawn_method == "forkserver")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor alone handles Ctrl-C
-    secret = get_secret()
+    if ctx.chan is not actor._parent_chan:
+        raise ProtocolError(
+            "refused: steps run only for this actor's parent, with the run's secret"
+        )
+    secret = known_secret()
     await ctx.started(os.getpid())
     running: dict[str, trio.CancelScope] = {}
     runner: BatchRunner | None = None
@@ -139,6 +145,8 @@ async def serve(ctx: tractor.Context) -> None:
         nursery.start_soon(heartbeat, stream.send, running)
         async for raw in stream:
             message = protocol.to_step.decode(raw)
+            if secret is None:  # forked actors learn it from their parent's first message
+                secret = message.secret
             protocol.check_secret(message, secret)
             match message:
                 case StartStep():
