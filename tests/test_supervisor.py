@@ -354,3 +354,13 @@ async def test_an_api_run_with_journal_shows_in_status_and_resumes(
     assert json.loads(status.stdout)["steps"]["a"]["result"] == 3
     again = await mcpp.resume_async(result.run_id)
     assert again.run_id == result.run_id and again.steps["a"].result == 3
+
+
+async def test_a_failing_coordinator_raises_one_run_error_naming_the_cause() -> None:
+    from mcpp.spec import StepSpec, WorkflowSpec
+    from mcpp.supervisor.run import run_spec
+
+    # A spec that skipped validation: the coordinator itself fails on it.
+    spec = WorkflowSpec(name="bad", steps=(StepSpec(id="a", run="x:y", depends_on=("zzz",)),))
+    with pytest.raises(mcpp.RunError, match="coordinator failed.*unknown dependency 'zzz'"):
+        await run_spec(spec)

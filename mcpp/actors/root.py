@@ -47,10 +47,21 @@ def inside_actor() -> bool:
     return actor is not None and not actor.is_arbiter
 
 
+def remote_error(exc: BaseException) -> str:
+    """The real type and message of an error boxed by tractor (its last traceback line)."""
+    msgdata = getattr(exc, "msgdata", None)
+    if isinstance(msgdata, dict) and isinstance(msgdata.get("tb_str"), str):
+        lines = [line for line in str(msgdata["tb_str"]).strip().splitlines() if line.strip()]
+        if lines:
+            return lines[-1].strip()
+    return f"{type(exc).__name__}: {exc}"
+
+
 class RunChannel:
     """Events of one run, and the way to cancel it."""
 
-    def __init__(self, stream: Any, secret: str, process: ProcessHandle) -> None:
+    def __init__(self, ctx: Any, stream: Any, secret: str, process: ProcessHandle) -> None:
+        self.ctx = ctx
         self.stream = stream
         self.secret = secret
         self.process = process
@@ -68,7 +79,8 @@ class RunChannel:
     async def events(self) -> AsyncIterator[Any]:
         """Yield decoded events until ``RunFinished`` (included).
 
-        Raises RunError if the coordinator process dies first, ProtocolError on a bad message.
+        Raises RunError if the coordinator fails (naming its error) or its process dies first,
+        ProtocolError on a bad message.
         """
         async for raw in self.stream:
             event = protocol.to_supervisor.decode(raw)
@@ -79,15 +91,44 @@ class RunChannel:
             yield event
             if isinstance(event, protocol.RunFinished):
                 return
+        try:
+            await self.ctx.result()
+        except Exception as exc:
+            raise RunError(f"the coordinator failed: {remote_error(exc)}") from exc
         raise RunError("the coordinator closed the run without finishing it")
+
+
+def run_error_in(exc: BaseException) -> RunError | None:
+    """The first RunError in ``exc`` or, for an exception group, in its members."""
+    if isinstance(exc, RunError):
+        return exc
+    for member in getattr(exc, "exceptions", ()):
+        found = run_error_in(member)
+        if found is not None:
+            return found
+    return None
 
 
 @asynccontextmanager
 async def open_run(run: RunWorkflow) -> AsyncIterator[RunChannel]:
     """Start the actor tree for ``run`` and yield its RunChannel.
 
-    Raises RunError if the coordinator cannot start or its process dies.
+    Raises RunError if the coordinator cannot start, fails or its process dies: one RunError,
+    not the group of boxed errors tractor gathers around it.
     """
+    try:
+        async with open_tree(run) as channel:
+            yield channel
+    except Exception as exc:
+        found = run_error_in(exc)
+        if found is None or found is exc:
+            raise
+        raise found from None
+
+
+@asynccontextmanager
+async def open_tree(run: RunWorkflow) -> AsyncIterator[RunChannel]:
+    """:func:`open_run` without the error unboxing."""
     set_secret(run.secret)
     async with (
         tractor.open_root_actor(
@@ -116,7 +157,7 @@ async def open_run(run: RunWorkflow) -> AsyncIterator[RunChannel]:
                     ctx.open_stream() as stream,
                 ):
                     await stream.send(protocol.encode(run))
-                    yield RunChannel(stream, run.secret, process)
+                    yield RunChannel(ctx, stream, run.secret, process)
                 watch_nursery.cancel_scope.cancel()
         finally:
             await stop_actor(portal, process)
