@@ -7,9 +7,17 @@ A workload is a DAG of :class:`Task` s naming functions of :mod:`mcpp.benchmarks
 keyword arguments, exactly as mcpp does). Optional peers (Ray, Dask), when importable, run
 through the same loop (:func:`open_peer`).
 
-Every figure is ``{"unit", "mcpp", "baseline", "ratio", ...}`` where ``mcpp`` and ``baseline``
-are ``{"min", "median", "max"}`` over the repetitions and ``ratio`` is median mcpp / median
-baseline. Each benchmark prints one document from :func:`document`.
+In-run timing (:class:`Span`, :func:`span_baseline`) leaves start-up and tear-down out: for mcpp
+the clock runs from the first ``StepStarted`` event the supervisor sees to ``RunFinished``; for
+the baseline, on a pool whose workers are already started and warm, from the first submission
+to the last result.
+
+Every figure is ``{"unit", "mcpp", "baseline", "ratio", "target", "meets_target", ...}`` where
+``mcpp`` and ``baseline`` are ``{"min", "median", "max"}`` over the repetitions, ``ratio`` is
+median mcpp / median baseline, ``target`` is the issue's target for mcpp's median
+(``{"op": ">=" or "<=" or "<", "value"}``, or None where the issue sets none) and
+``meets_target`` says whether the median meets it (None without a target). Each benchmark
+prints one document from :func:`document`.
 """
 
 from __future__ import annotations
@@ -22,8 +30,10 @@ import importlib.util
 import multiprocessing
 import os
 import platform
+import queue
 import statistics
 import sys
+import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -34,14 +44,17 @@ import msgspec
 import psutil
 import trio
 
+from mcpp import protocol
 from mcpp.benchmarks import workloads
-from mcpp.results import RunResult
+from mcpp.results import RunRecorder, RunResult
 from mcpp.spec import ActorMode, StepSpec, WorkflowSpec
+from mcpp.supervisor.durable import run_journalled
 from mcpp.supervisor.run import EventHook, run_spec
 
 __all__ = [
     "MODES",
     "BenchmarkError",
+    "Span",
     "Submit",
     "Task",
     "base_parser",
@@ -51,8 +64,10 @@ __all__ = [
     "emit",
     "fanout",
     "figure",
+    "goal",
     "layered",
     "machine_info",
+    "meets",
     "open_baseline",
     "open_peer",
     "peers_available",
@@ -61,6 +76,9 @@ __all__ = [
     "run_dag",
     "run_mcpp",
     "selected_modes",
+    "span_baseline",
+    "span_on",
+    "span_peer",
     "stats",
     "target",
     "to_spec",
@@ -157,27 +175,63 @@ def run_mcpp(
     timeout: float,
     on_event: EventHook | None = None,
     expect: str | None = "succeeded",
+    journal: bool = False,
 ) -> tuple[RunResult, float]:
     """Run ``spec`` with this process as the supervisor; return the result and the wall time.
 
-    Raises BenchmarkError if the run takes longer than ``timeout`` seconds or its status is not
-    ``expect`` (``None`` accepts any status).
+    With ``journal`` the run is journalled (:func:`run_journalled`, as ``spawn`` runs it) in a
+    temporary MCPP home, removed afterwards. Raises BenchmarkError if the run takes longer than
+    ``timeout`` seconds or its status is not ``expect`` (``None`` accepts any status).
     """
 
-    async def main() -> RunResult | None:
+    async def main(home: str | None) -> RunResult | None:
         with trio.move_on_after(timeout):
+            if home is not None:
+                return await run_journalled(
+                    spec, home=home, on_event=on_event, handle_signals=False
+                )
             return await run_spec(spec, on_event=on_event, handle_signals=False)
         return None
 
-    began = time.perf_counter()
-    result = trio.run(main)
-    wall = time.perf_counter() - began
+    with tempfile.TemporaryDirectory(prefix="mcpp-bench-") as tmp:
+        began = time.perf_counter()
+        result = trio.run(main, tmp if journal else None)
+        wall = time.perf_counter() - began
     if result is None:
         raise BenchmarkError(f"mcpp run {spec.name!r} did not finish within {timeout:g} s")
     if expect is not None and result.status != expect:
         errors = {k: v.error.message for k, v in result.steps.items() if v.error is not None}
         raise BenchmarkError(f"mcpp run {spec.name!r} ended {result.status}: {errors}")
     return result, wall
+
+
+class Span:
+    """An event hook that times a run in-run, leaving out the actor tree's start and stop.
+
+    The span runs from the earliest ``StepStarted.at`` (the time a worker stamped when it began
+    a step) to the moment the supervisor sees ``RunFinished``. Both are ``time.time()`` of this
+    machine. The first ``StepStarted`` the supervisor *sees* is no start mark: the coordinator
+    batches events, so it may arrive after many steps are done. Pass a Span as ``on_event``;
+    read :attr:`seconds` after the run.
+    """
+
+    def __init__(self) -> None:
+        self.began: float | None = None
+        self.ended: float | None = None
+
+    def __call__(self, recorder: RunRecorder, event: Any) -> None:
+        if isinstance(event, protocol.StepStarted):
+            if self.began is None or event.at < self.began:
+                self.began = event.at
+        elif isinstance(event, protocol.RunFinished):
+            self.ended = time.time()
+
+    @property
+    def seconds(self) -> float:
+        """The span in seconds. Raises BenchmarkError if the run did not report both ends."""
+        if self.began is None or self.ended is None:
+            raise BenchmarkError("the run reported no StepStarted or no RunFinished")
+        return self.ended - self.began
 
 
 def probe_pool(timeout: float = POOL_PROBE_TIMEOUT) -> str | None:
@@ -231,7 +285,9 @@ def run_dag(submit: Submit, tasks: Sequence[Task]) -> dict[str, Any]:
     """Run ``tasks`` through ``submit``: each as soon as its dependencies are done.
 
     Upstream results are passed as keyword arguments named by the upstream task id. Returns
-    every task's result; the first task to raise makes this raise the same exception.
+    every task's result; the first task to raise makes this raise the same exception. Each
+    future's done callback queues it, so the loop costs O(1) a task (``cf.wait`` over every
+    pending future would cost O(pending) a wake-up: quadratic in a wide fan-out).
     """
     waiting = {t.id: set(t.deps) for t in tasks}
     dependents: dict[str, list[str]] = {t.id: [] for t in tasks}
@@ -240,26 +296,29 @@ def run_dag(submit: Submit, tasks: Sequence[Task]) -> dict[str, Any]:
             dependents[dep].append(t.id)
     by_id = {t.id: t for t in tasks}
     results: dict[str, Any] = {}
-    running: dict[cf.Future[Any], str] = {}
+    finished: queue.SimpleQueue[tuple[str, cf.Future[Any]]] = queue.SimpleQueue()
+    running = 0
 
     def start(task_id: str) -> None:
+        nonlocal running
         task = by_id[task_id]
         kwargs = dict(task.args)
         kwargs.update((dep, results[dep]) for dep in task.deps)
-        running[submit(task.fn, kwargs)] = task_id
+        future = submit(task.fn, kwargs)
+        running += 1
+        future.add_done_callback(lambda done: finished.put((task_id, done)))
 
     for task_id, deps in waiting.items():
         if not deps:
             start(task_id)
     while running:
-        done, _ = cf.wait(running, return_when=cf.FIRST_COMPLETED)
-        for future in done:
-            task_id = running.pop(future)
-            results[task_id] = future.result()
-            for child in dependents[task_id]:
-                waiting[child].discard(task_id)
-                if not waiting[child]:
-                    start(child)
+        task_id, future = finished.get()
+        running -= 1
+        results[task_id] = future.result()
+        for child in dependents[task_id]:
+            waiting[child].discard(task_id)
+            if not waiting[child]:
+                start(child)
     return results
 
 
@@ -293,6 +352,36 @@ def run_baseline(tasks: Sequence[Task], workers: int) -> tuple[dict[str, Any], f
     with open_baseline(workers) as (submit, _):
         results = run_dag(submit, tasks)
     return results, time.perf_counter() - began
+
+
+def span_on(submit: Submit, tasks: Sequence[Task], workers: int) -> float:
+    """Warm ``submit``'s workers (a fan-out of ``4 * workers`` no-ops starts every one of them
+    and runs the loop once), then run ``tasks``; return the seconds from the first submission
+    to the last result."""
+    run_dag(submit, fanout(4 * workers))
+    began = time.perf_counter()
+    run_dag(submit, tasks)
+    return time.perf_counter() - began
+
+
+def span_baseline(tasks: Sequence[Task], workers: int) -> tuple[float, float]:
+    """Run ``tasks`` on a new pool of ``workers``; return (wall, span).
+
+    ``wall`` runs from creating the pool to its shutdown (start-up included); ``span`` from the
+    first submission, once every worker is started and warm, to the last result.
+    """
+    began = time.perf_counter()
+    with open_baseline(workers) as (submit, _):
+        span = span_on(submit, tasks, workers)
+    return time.perf_counter() - began, span
+
+
+def span_peer(name: str, tasks: Sequence[Task], workers: int) -> tuple[float, float]:
+    """Run ``tasks`` on peer ``name``, as :func:`span_baseline`; return (wall, span)."""
+    began = time.perf_counter()
+    with open_peer(name, workers) as submit:
+        span = span_on(submit, tasks, workers)
+    return time.perf_counter() - began, span
 
 
 def peers_available() -> list[str]:
@@ -361,19 +450,50 @@ def stats(values: Sequence[float]) -> dict[str, float] | None:
     }
 
 
+def goal(op: str, value: float) -> dict[str, Any]:
+    """A target of the issue for a figure's median: ``op`` is ``">="``, ``"<="`` or ``"<"``."""
+    if op not in COMPARE:
+        raise ValueError(f"unknown target operator {op!r}")
+    return {"op": op, "value": value}
+
+
+COMPARE: Mapping[str, Callable[[float, float], bool]] = {
+    ">=": lambda got, want: got >= want,
+    "<=": lambda got, want: got <= want,
+    "<": lambda got, want: got < want,
+}
+
+
+def meets(value: Mapping[str, float] | None, want: Mapping[str, Any] | None) -> bool | None:
+    """Whether the median of ``value`` meets target ``want``; None if either is missing."""
+    if value is None or want is None:
+        return None
+    return COMPARE[want["op"]](value["median"], want["value"])
+
+
 def figure(
     unit: str,
     mcpp: Sequence[float],
     baseline: Sequence[float] | None,
     peers: Mapping[str, Sequence[float]] | None = None,
+    *,
+    target: Mapping[str, Any] | None = None,
     **extra: Any,
 ) -> dict[str, Any]:
-    """One figure: mcpp's and the baseline's stats, their ratio (medians), and the peers'."""
+    """One figure: mcpp's and the baseline's stats, their ratio (medians), the issue's
+    ``target`` for mcpp's median (see :func:`goal`) and whether it is met, and the peers'."""
     mine, base = stats(mcpp), stats(baseline or [])
     ratio = None
     if mine is not None and base is not None and base["median"]:
         ratio = float(f"{mine['median'] / base['median']:.4g}")
-    out: dict[str, Any] = {"unit": unit, "mcpp": mine, "baseline": base, "ratio": ratio}
+    out: dict[str, Any] = {
+        "unit": unit,
+        "mcpp": mine,
+        "baseline": base,
+        "ratio": ratio,
+        "target": None if target is None else dict(target),
+        "meets_target": meets(mine, target),
+    }
     for name, values in (peers or {}).items():
         out[name] = stats(values)
     out.update(extra)

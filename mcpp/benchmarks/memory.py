@@ -5,12 +5,16 @@ once the process tree is complete (supervisor -> coordinator -> one actor per st
 worker) the RSS of each process is read with psutil. The baseline is a bare Python process with
 a ``ProcessPoolExecutor`` of as many workers, each running ``time.sleep`` (stdlib only).
 
-Leak check: the coordinator's RSS after a tenth of ``--leak-steps`` independent no-op steps and
-after the last one; ``growth_bytes_per_step`` is the difference over the steps between. Pool mode
-runs ``--leak-steps`` (10,000); per-step mode, a process per step, ``--per-step-leak-steps``.
-The baseline figure is the driving process's RSS over the same tasks on a ProcessPoolExecutor.
+Leak check: a run of N independent no-op steps (pool mode: ``--steps``, 100,000, the issue's
+size; per-step mode, a process per step: ``--per-step-steps``). The coordinator's RSS is read
+when the supervisor sees the first ``StepStarted`` and when it sees the last step succeed;
+``rss_growth_mib`` is the difference: the growth over the N steps that ran, nothing
+extrapolated (the document names N). The issue's target, < 5 MiB over 100,000 steps in pool
+mode, is checked against whatever N ran. ``late_growth_mib`` is the growth from step N/10 to
+step N, past the warm-up. The baseline is the RSS of the process that drives a
+ProcessPoolExecutor through the same tasks (first result .. last result).
 
-    python -m mcpp.benchmarks.memory [--workers W] [--leak-steps N] [--repeat R] [--json]
+    python -m mcpp.benchmarks.memory [--workers W] [--steps N] [--repeat R] [--json]
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psutil
 
@@ -37,6 +41,7 @@ from mcpp.benchmarks.common import (
     base_parser,
     document,
     figure,
+    goal,
     open_baseline,
     run_dag,
     run_mcpp,
@@ -47,7 +52,7 @@ from mcpp.benchmarks.common import (
 from mcpp.results import RunRecorder
 from mcpp.spec import ActorMode
 
-__all__ = ["idle_baseline", "idle_mcpp", "leak_baseline", "leak_mcpp", "main", "parser"]
+__all__ = ["Growth", "idle_baseline", "idle_mcpp", "leak_baseline", "leak_mcpp", "main", "parser"]
 
 MIB = 1 << 20
 TREE_TIMEOUT = 120.0
@@ -67,8 +72,12 @@ def parser() -> argparse.ArgumentParser:
     """The options of this benchmark."""
     p = base_parser("memory", "RSS of every process at idle, and the coordinator's growth.")
     p.add_argument("--workers", type=int, default=2, help="sleeping steps / pool workers (2)")
-    p.add_argument("--leak-steps", type=int, default=10_000, help="leak check, pool mode")
-    p.add_argument("--per-step-leak-steps", type=int, default=100, help="leak check, per-step")
+    p.add_argument(
+        "--steps", type=int, default=100_000, help="steps of the leak check, pool mode (100000)"
+    )
+    p.add_argument(
+        "--per-step-steps", type=int, default=40, help="steps of the leak check, per-step (40)"
+    )
     return p
 
 
@@ -156,49 +165,80 @@ def coordinator_pid() -> int:
     raise BenchmarkError("no coordinator process is running")
 
 
-def leak_mcpp(mode: ActorMode, steps: int, workers: int, timeout: float) -> float:
-    """Run ``steps`` no-op steps; return the coordinator's RSS growth per step (bytes)."""
+class Growth(NamedTuple):
+    """RSS samples of a leak check (bytes): at the start, after a tenth of the steps, at the end."""
+
+    start: int
+    tenth: int
+    end: int
+
+    @property
+    def total_mib(self) -> float:
+        """The growth from the start to the end, in MiB."""
+        return (self.end - self.start) / MIB
+
+    @property
+    def late_mib(self) -> float:
+        """The growth from a tenth of the steps to the end, in MiB."""
+        return (self.end - self.tenth) / MIB
+
+
+def leak_mcpp(mode: ActorMode, steps: int, workers: int, timeout: float) -> Growth:
+    """Run ``steps`` no-op steps; return the coordinator's RSS at the first StepStarted the
+    supervisor sees, after a tenth of the steps succeeded and after the last."""
     tasks = [Task(f"n{i}", workloads.noop) for i in range(steps)]
     spec = to_spec(tasks, name="leak", mode=mode, workers=workers, max_concurrent=workers)
-    warm = max(1, steps // 10)
-    seen: dict[str, int] = {"done": 0}
+    tenth = max(1, steps // 10)
+    done = 0
+    coordinator: list[int] = []
     samples: list[int] = []
 
     def on_event(recorder: RunRecorder, event: Any) -> None:
-        if "coordinator" not in seen:
-            seen["coordinator"] = coordinator_pid()
-        if isinstance(event, protocol.StepSucceeded):
-            seen["done"] += 1
-            if seen["done"] in (warm, steps):
-                samples.append(rss(seen["coordinator"]))
+        nonlocal done
+        if not coordinator:
+            coordinator.append(coordinator_pid())
+        if isinstance(event, protocol.StepStarted) and not samples:
+            samples.append(rss(coordinator[0]))
+        elif isinstance(event, protocol.StepSucceeded):
+            done += 1
+            if done in (tenth, steps):
+                samples.append(rss(coordinator[0]))
+                if tenth == steps:  # one step: the tenth is the end
+                    samples.append(samples[-1])
 
     run_mcpp(spec, timeout=timeout, on_event=on_event)
-    if len(samples) != 2 or steps <= warm:
-        raise BenchmarkError(f"the leak check needs more than {warm} steps")
-    return (samples[1] - samples[0]) / (steps - warm)
+    if len(samples) != 3:
+        raise BenchmarkError(f"the leak check took {len(samples)} samples of 3")
+    return Growth(*samples)
 
 
-def leak_baseline(steps: int, workers: int) -> float:
-    """This process's RSS growth per task over ``steps`` no-op tasks on a ProcessPoolExecutor."""
-    warm = max(1, steps // 10)
-    first = [Task(f"w{i}", workloads.noop) for i in range(warm)]
-    rest = [Task(f"n{i}", workloads.noop) for i in range(steps - warm)]
+def leak_baseline(steps: int, workers: int) -> Growth:
+    """This process's RSS over ``steps`` no-op tasks on a ProcessPoolExecutor: after the first
+    result, after a tenth of them and after the last."""
+    tenth = max(1, steps // 10)
+    first = [Task("first", workloads.noop)]
+    middle = [Task(f"m{i}", workloads.noop) for i in range(tenth - 1)]
+    rest = [Task(f"n{i}", workloads.noop) for i in range(steps - tenth)]
+    samples = []
     with open_baseline(workers) as (submit, _):
-        run_dag(submit, first)
-        before = rss(os.getpid())
-        run_dag(submit, rest)
-        after = rss(os.getpid())
-    return (after - before) / max(len(rest), 1)
+        for tasks in (first, middle, rest):
+            run_dag(submit, tasks)
+            samples.append(rss(os.getpid()))
+    return Growth(*samples)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print its document; return the exit code."""
     args = parser().parse_args(argv)
     if args.smoke:
-        args.workers, args.leak_steps, args.per_step_leak_steps = 1, 200, 6
+        args.workers, args.steps, args.per_step_steps = 1, 200, 6
     notes: dict[str, Any] = {
         "idle": "RSS while --workers steps sleep; the baseline is a bare ProcessPoolExecutor",
         "supervisor": "the baseline's counterpart is the process that owns the pool",
+        "rss_growth_mib": "the coordinator's RSS at the last step done - at the first step "
+        "started, over the steps that ran (figure's 'steps'); the issue's target is for "
+        "100,000 steps in pool mode; nothing is extrapolated",
+        "late_growth_mib": "the same from a tenth of the steps done to the last",
     }
     figures: dict[str, Any] = {}
     baseline = [idle_baseline(args.workers) for _ in range(args.repeat)]
@@ -208,12 +248,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 figures[mode] = None
                 continue
             runs = [idle_mcpp(mode, args.workers, Path(tmp)) for _ in range(args.repeat)]
-            steps = args.leak_steps if mode == "pool" else args.per_step_leak_steps
+            steps = args.steps if mode == "pool" else args.per_step_steps
             notes[f"{mode}_leak_steps"] = steps
             growth = [
                 leak_mcpp(mode, steps, args.workers, args.timeout) for _ in range(args.repeat)
             ]
             base_growth = [leak_baseline(steps, args.workers) for _ in range(args.repeat)]
+            target = goal("<", 5.0) if mode == "pool" else None
 
             def mib(values: Sequence[float]) -> list[float]:
                 return [v / MIB for v in values]
@@ -238,7 +279,20 @@ def main(argv: Sequence[str] | None = None) -> int:
                     ),
                 },
                 "leak": {
-                    "growth_bytes_per_step": figure("B", growth, base_growth, steps=steps),
+                    "rss_growth_mib": figure(
+                        "MiB",
+                        [g.total_mib for g in growth],
+                        [g.total_mib for g in base_growth],
+                        target=target,
+                        steps=steps,
+                        target_steps=100_000 if target else None,
+                    ),
+                    "late_growth_mib": figure(
+                        "MiB",
+                        [g.late_mib for g in growth],
+                        [g.late_mib for g in base_growth],
+                        steps=steps - max(1, steps // 10),
+                    ),
                 },
             }
     report.output(document("memory", args, figures, notes), args.json)
