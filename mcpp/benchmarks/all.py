@@ -53,7 +53,7 @@ MODEST: Mapping[str, tuple[str, ...]] = {
     "scaling": ("--repeat", "2", "--steps", "8", "--step-s", "0.5", "--worker-counts", "2"),
     "payload": ("--repeat", "2", "--hops", "1", "--sizes-mib", "1,10"),
     "memory": ("--repeat", "2", "--workers", "2", "--steps", "100000",
-               "--per-step-steps", "10"),
+               "--per-step-steps", "40"),
     "startup": ("--repeat", "3",),
     "faults": ("--repeat", "2",),
 }  # fmt: skip
