@@ -2,9 +2,12 @@
 
 A chain of a producer (``make_bytes(size)``) and ``--hops`` relays (each returns its upstream
 result unchanged), so the payload crosses ``hops`` step-to-step edges (and finally reaches the
-supervisor). The same chain with an empty payload is run in the same repetition; the figure
-``per_hop_ms`` = (wall with the payload - wall with an empty one) / hops is the cost of moving
-the payload once, free of the per-step overhead that ``dispatch`` measures.
+supervisor). Times are in-run (:class:`~mcpp.benchmarks.common.Span`: first step started ..
+run finished, start-up left out; the baseline's pool started and warm). ``per_hop_ms`` = in-run
+time of the chain / hops; the same chain with an empty payload runs in the same repetition, and
+``extra_per_hop_ms`` = (in-run time with the payload - with an empty one) / hops is the cost of
+moving the payload once, free of the per-step overhead that ``dispatch`` measures. ``wall_s``
+is the whole run, start-up included. The journal is off.
 
     python -m mcpp.benchmarks.payload [--sizes-mib 1,10] [--hops H] [--repeat R] [--json]
 """
@@ -18,15 +21,16 @@ from typing import Any
 
 from mcpp.benchmarks import report, workloads
 from mcpp.benchmarks.common import (
+    Span,
     Task,
     base_parser,
     document,
     figure,
     peers_available,
-    run_baseline,
     run_mcpp,
-    run_peer,
     selected_modes,
+    span_baseline,
+    span_peer,
     to_spec,
 )
 from mcpp.spec import ActorMode
@@ -65,30 +69,37 @@ def measure_mode(args: argparse.Namespace, mode: ActorMode) -> dict[str, Any]:
     peers = peers_available()
     systems = ["mcpp", "baseline", *peers]
     sizes = {f"{mib:g}MiB": int(mib * MIB) for mib in args.sizes_mib}
-    walls: dict[str, dict[str, list[float]]] = {k: {s: [] for s in systems} for k in ["0", *sizes]}
+    keys = ["0", *sizes]
+    walls: dict[str, dict[str, list[float]]] = {k: {s: [] for s in systems} for k in keys}
+    spans: dict[str, dict[str, list[float]]] = {k: {s: [] for s in systems} for k in keys}
+
+    def record(key: str, system: str, wall: float, span: float) -> None:
+        walls[key][system].append(wall)
+        spans[key][system].append(span)
 
     def run(key: str, size: int) -> None:
         tasks = relay_chain(size, args.hops)
         spec = to_spec(tasks, name="payload", mode=mode, workers=args.workers)
-        result, wall = run_mcpp(spec, timeout=args.timeout)
+        clock = Span()
+        result, wall = run_mcpp(spec, timeout=args.timeout, on_event=clock)
         if len(result.steps[tasks[-1].id].result) != size:
             raise ValueError("the payload arrived with the wrong size")
-        walls[key]["mcpp"].append(wall)
-        walls[key]["baseline"].append(run_baseline(tasks, args.workers)[1])
+        record(key, "mcpp", wall, clock.seconds)
+        record(key, "baseline", *span_baseline(tasks, args.workers))
         for peer in peers:
-            walls[key][peer].append(run_peer(peer, tasks, args.workers))
+            record(key, peer, *span_peer(peer, tasks, args.workers))
 
     for _ in range(args.repeat):
         run("0", 0)
         for key, size in sizes.items():
             run(key, size)
     out: dict[str, Any] = {}
-    empty = walls["0"]
+    empty = spans["0"]
     for key in sizes:
         got = walls[key]
-        per_hop = {s: [1000 * w / args.hops for w in got[s]] for s in systems}
+        per_hop = {s: [1000 * w / args.hops for w in spans[key][s]] for s in systems}
         extra = {
-            s: [1000 * (w - e) / args.hops for w, e in zip(got[s], empty[s], strict=True)]
+            s: [1000 * (w - e) / args.hops for w, e in zip(spans[key][s], empty[s], strict=True)]
             for s in systems
         }
         out[key] = {
@@ -109,9 +120,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.smoke:
         args.sizes_mib, args.hops = [1.0], 1
     notes: dict[str, Any] = {
-        "per_hop_ms": "wall of the chain with the payload / hops (step overhead included)",
-        "extra_per_hop_ms": "(wall with the payload - wall with an empty one) / hops; noisy "
-        "when the payload costs less than the spread of the per-step overhead",
+        "per_hop_ms": "in-run time of the chain with the payload / hops (step overhead "
+        "included); in-run: first step started .. run finished (baseline: warm pool)",
+        "extra_per_hop_ms": "(in-run time with the payload - with an empty one) / hops",
+        "wall_s": "the whole run, start-up included; journal off",
     }
     figures: dict[str, Any] = {}
     for mode, reason in selected_modes(args, notes).items():
