@@ -110,9 +110,10 @@ def table(docs: Sequence[Mapping[str, Any]], took: float, command: str, load_bef
         "",
         "Medians over the repetitions (each benchmark's `--json` has min/median/max). Baseline: "
         "stdlib `ProcessPoolExecutor` driven by a plain DAG loop, measured in the same run; "
-        "ratio = mcpp / baseline. Target: the issue's, for mcpp's median. Throughput and "
-        "latency are in-run (first step started .. run finished, journal on; the baseline's "
-        "pool warm), start-up excluded; `wall_s` includes it.",
+        "ratio = mcpp / baseline. Target: the issue's, for mcpp's median. Dispatch, scaling "
+        "and payload times are in-run (first step started .. run finished; the baseline's "
+        "pool started and warm), start-up excluded; dispatch runs with the journal on. "
+        "`wall_s` is the whole run, start-up included.",
         "",
         markdown(docs),
     ]
