@@ -360,7 +360,8 @@ DAG = [("a", ()), ("b", ("a",)), ("c", ("a",)), ("d", ("b", "c"))]
 EXPECTED = {"a": 1, "b": 2, "c": 2, "d": 5}
 
 
-# Kill before any step succeeded, and after some did (plus a random delay: a step may be running,
+# Kill before any step succeeded, and after some did (plus a random delay shorter than a step,
+# so the run is never over before the kill: a step may be running,
 # or its success may still sit in the writer's buffer). The crash test above adds random points.
 @pytest.mark.parametrize("kill_after", [0, 2])
 def test_a_killed_supervisor_leaves_no_process_and_resume_runs_only_the_rest(
@@ -369,7 +370,7 @@ def test_a_killed_supervisor_leaves_no_process_and_resume_runs_only_the_rest(
     home, logs = tmp_path / "home", tmp_path / "logs"
     logs.mkdir()
     workflow = tmp_path / "durable.toml"
-    write_workflow(workflow, DAG, log_dir=logs, delay=0.2)
+    write_workflow(workflow, DAG, log_dir=logs, delay=1.0)
     supervisor = cli(home, "spawn", str(workflow), "--json")
     succeeded_sql = "SELECT step FROM events WHERE kind = 'step_succeeded'"
     wait_for(
