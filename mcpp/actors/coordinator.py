@@ -11,10 +11,10 @@ succeeded and a slot (``max_concurrent``, resource pools) is free.
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -55,9 +55,9 @@ Outcome = StepSucceeded | StepFailed | StepCancelled | Requeue | None
 class Coordinator:
     """Drive one run: schedule ready steps, record outcomes, emit events.
 
-    Outcomes of every kind of step (per-step actors, pool workers, retry timers) arrive on one
-    channel and are applied by one loop; ``None`` on it only wakes the loop (a worker is up).
-    Events leave in batches: whatever piles up while one batch is sent goes in the next.
+    Outcomes of every kind of step (per-step actors, pool workers, retry timers) go through
+    :meth:`deliver`, which applies them one at a time and starts what can start. Events leave
+    in batches: whatever piles up while one batch is sent goes in the next.
     """
 
     def __init__(self, run: RunWorkflow, send: Send) -> None:
@@ -91,7 +91,9 @@ class Coordinator:
         self.flushed = trio.Event()
         self.run_over = trio.Event()
         self.events_ready = trio.Event()
-        self.outcomes_send, self.outcomes = trio.open_memory_channel[Outcome](math.inf)
+        self.pending: deque[Outcome] = deque()
+        self.delivering = False
+        self.idle = trio.Event()
         self.nursery: trio.Nursery | None = None
 
     def emit(self, event: Any) -> None:
@@ -133,7 +135,7 @@ class Coordinator:
             scope.cancel()
         if self.pool is not None:
             self.pool.cancel_all()
-        self.outcomes_send.send_nowait(None)
+        self.deliver(None)
 
     async def run(self) -> str:
         """Run to the end; return the run status (succeeded, failed or cancelled)."""
@@ -143,15 +145,8 @@ class Coordinator:
             nursery.start_soon(self.flush_events)
             if self.pool is not None:
                 await nursery.start(self.pool.run)
-            self.fill()
-            while self.state.is_active():
-                self.apply(await self.outcomes.receive())
-                while True:
-                    try:
-                        self.apply(self.outcomes.receive_nowait())
-                    except trio.WouldBlock:
-                        break
-                self.fill()
+            self.deliver(None)
+            await self.idle.wait()
             if self.cancel_reason is not None and self.cancel_cause is None:
                 status = "cancelled"
             elif all(s == StepState.SUCCEEDED for s in self.state.states().values()):
@@ -169,6 +164,27 @@ class Coordinator:
                 self.pool.closing = True
                 self.pool.scope.cancel()
         return status
+
+    def deliver(self, outcome: Outcome) -> None:
+        """Apply ``outcome`` (``None`` only wakes) and start what can start now.
+
+        Every producer (a pool worker's reader, a per-step task, a retry timer) calls this
+        directly: no hop through another task. A call made while one is under way (from
+        :meth:`fill` or :meth:`apply`) is queued and handled by the call under way.
+        """
+        self.pending.append(outcome)
+        if self.delivering:
+            return
+        self.delivering = True
+        try:
+            while self.pending:
+                while self.pending:
+                    self.apply(self.pending.popleft())
+                self.fill()
+        finally:
+            self.delivering = False
+        if not self.state.is_active():
+            self.idle.set()
 
     def fill(self) -> None:
         """Queue newly ready steps and start as many as the slots and workers allow."""
@@ -209,7 +225,7 @@ class Coordinator:
         if hit is None:
             return False
         self.attempts[step.id] = 0
-        self.outcomes_send.send_nowait(
+        self.deliver(
             StepSucceeded(
                 step=step.id, attempt=0, result=msgspec.Raw(hit), duration_s=0.0, cached=True
             )
@@ -247,7 +263,7 @@ class Coordinator:
         def report(outcome: Outcome) -> None:
             nonlocal reported
             reported = True
-            self.outcomes_send.send_nowait(outcome)
+            self.deliver(outcome)
 
         with scope:
             await run_isolated(step, start, self.emit_async, report)
@@ -270,7 +286,7 @@ class Coordinator:
         with scope:
             await trio.sleep(delay)
         if scope.cancelled_caught:
-            self.outcomes_send.send_nowait(
+            self.deliver(
                 StepCancelled(
                     step=step.id,
                     attempt=self.attempts[step.id],
@@ -278,7 +294,7 @@ class Coordinator:
                 )
             )
         else:
-            self.outcomes_send.send_nowait(Requeue(step.id))
+            self.deliver(Requeue(step.id))
 
     def apply(self, outcome: Outcome) -> None:
         """Record an outcome and emit the events that follow from it."""

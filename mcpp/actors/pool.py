@@ -136,16 +136,16 @@ class Pool:
     def give_back(self, worker: Worker) -> None:
         """After a worker died: fail the step it ran, requeue the ones it had not started."""
         process = worker.process
-        outcomes = self.coordinator.outcomes_send
+        deliver = self.coordinator.deliver
         duration = time.perf_counter() - worker.started_at
         # A worker runs its steps in the order it got them: the first one it holds may be
         # running even if its StepStarted had not arrived (it may even be why the worker died).
         current = worker.current or next(iter(worker.held), None)
         for step_id, start in worker.held.items():
             if step_id != current:
-                outcomes.send_nowait(Requeue(step_id))
+                deliver(Requeue(step_id))
             elif worker.ended == "cancelled":
-                outcomes.send_nowait(
+                deliver(
                     StepCancelled(
                         step=step_id,
                         attempt=start.attempt,
@@ -158,7 +158,7 @@ class Pool:
                 error = ErrorInfo(
                     type="StepTimeout", message=f"step {step_id!r} timed out after {limit:g} s"
                 )
-                outcomes.send_nowait(
+                deliver(
                     StepFailed(
                         step=step_id,
                         attempt=start.attempt,
@@ -173,7 +173,7 @@ class Pool:
                     "step process", f"worker process ({worker.name})"
                 )
                 error = ErrorInfo(type="ProcessDied", message=message)
-                outcomes.send_nowait(
+                deliver(
                     StepFailed(
                         step=step_id, attempt=start.attempt, error=error, duration_s=duration
                     )
@@ -211,7 +211,7 @@ class Pool:
                         worker.ready = True
                         if all(w.ready for w in self.workers):
                             self.all_ready.set()
-                        self.coordinator.outcomes_send.send_nowait(None)  # wake: capacity
+                        self.coordinator.deliver(None)  # wake: capacity
                         await self.read(worker, stream)
             finally:
                 worker.ready = False
@@ -241,7 +241,7 @@ class Pool:
                     continue
                 else:
                     worker.finished(item.step)
-                    coordinator.outcomes_send.send_nowait(item)
+                    coordinator.deliver(item)
 
     async def watchdog(self, worker: Worker, process: ProcessHandle) -> None:
         """Kill the worker when its current step passes its timeout (``worker.timer``)."""
