@@ -18,7 +18,7 @@ import trio
 
 from mcpp import protocol
 from mcpp.actors import coordinator
-from mcpp.actors.launch import ProcessHandle, child_process, process_death, stop_actor
+from mcpp.actors.launch import child_process, process_death, stop_actor
 from mcpp.actors.runtimevars import set_secret
 from mcpp.errors import RunError
 from mcpp.protocol import CancelRun, RunWorkflow
@@ -60,16 +60,10 @@ def remote_error(exc: BaseException) -> str:
 class RunChannel:
     """Events of one run, and the way to cancel it."""
 
-    def __init__(self, ctx: Any, stream: Any, secret: str, process: ProcessHandle) -> None:
+    def __init__(self, ctx: Any, stream: Any, secret: str) -> None:
         self.ctx = ctx
         self.stream = stream
         self.secret = secret
-        self.process = process
-
-    @property
-    def coordinator_pid(self) -> int:
-        """The coordinator actor's process id."""
-        return self.process.pid
 
     async def cancel(self, reason: str) -> None:
         """Ask the coordinator to cancel every running step and skip the rest."""
@@ -157,7 +151,7 @@ async def open_tree(run: RunWorkflow) -> AsyncIterator[RunChannel]:
                     ctx.open_stream() as stream,
                 ):
                     await stream.send(protocol.encode(run))
-                    yield RunChannel(ctx, stream, run.secret, process)
+                    yield RunChannel(ctx, stream, run.secret)
                 watch_nursery.cancel_scope.cancel()
         finally:
             await stop_actor(portal, process)
