@@ -123,7 +123,7 @@ def test_memory_reports_every_process_and_growth(no_leftovers: None) -> None:
         growth = pool["leak"]["rss_growth_mib"]
         assert growth["steps"] == doc["notes"]["pool_leak_steps"] == doc["parameters"]["steps"]
         assert growth["target"] == goal("<", 5.0) and growth["target_steps"] == 100_000
-        assert set(pool["leak"]) == {"rss_growth_mib", "late_growth_mib"}
+        assert set(pool["leak"]) == {"rss_growth_mib", "rss_start_mib", "rss_end_mib"}
 
 
 def test_startup_times_the_cli(no_leftovers: None) -> None:
