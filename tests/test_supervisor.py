@@ -362,5 +362,5 @@ async def test_a_failing_coordinator_raises_one_run_error_naming_the_cause() -> 
 
     # A spec that skipped validation: the coordinator itself fails on it.
     spec = WorkflowSpec(name="bad", steps=(StepSpec(id="a", run="x:y", depends_on=("zzz",)),))
-    with pytest.raises(mcpp.RunError, match="coordinator failed.*unknown dependency 'zzz'"):
+    with pytest.raises(mcpp.RunError, match=r"coordinator failed.*unknown dependency 'zzz'"):
         await run_spec(spec)
