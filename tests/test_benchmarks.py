@@ -220,3 +220,20 @@ def test_markdown_shows_the_target_and_whether_it_is_met() -> None:
     assert "| x | fast | 30,000 steps/s | 10,000 steps/s | 3x | >= 20,000 steps/s | yes |" in table
     assert "| x | slow | 0.5 ms | 0.2 ms | 2.5x | <= 0.2 ms | **no** |" in table
     assert "| x | none | 1 s | 1 s | 1x |  |  |" in table
+
+
+def test_the_peer_comparison_takes_mcpp_and_baseline_from_the_run() -> None:
+    from mcpp.benchmarks.peers import comparison
+
+    figure = {"unit": "steps/s", "mcpp": {"median": 25_000.0}, "baseline": {"median": 7_000.0}}
+    docs = [
+        {
+            "benchmark": "dispatch",
+            "figures": {"pool": {"fanout(1000+join)": {"steps_per_s": figure}}},
+        }
+    ]
+    table = comparison(docs)
+    row = next(line for line in table.splitlines() if line.startswith("| no-op fan-out"))
+    assert "25,000 steps/s" in row and "7,000 steps/s" in row and "2,100 steps/s" in row
+    chain = next(line for line in table.splitlines() if line.startswith("| chain"))
+    assert "| - | - |" in chain, "a figure the run lacks is a dash, never a number"

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from mcpp.benchmarks.common import machine_info
+from mcpp.benchmarks.peers import comparison
 from mcpp.benchmarks.report import markdown
 
 __all__ = [
@@ -116,6 +117,13 @@ def table(docs: Sequence[Mapping[str, Any]], took: float, command: str, load_bef
         "`wall_s` is the whole run, start-up included.",
         "",
         markdown(docs),
+        "",
+        "**Compared with Ray, Dask and Prefect.** mcpp and the baseline from this run; the "
+        "peers' figures were measured on this kind of machine with the same workloads "
+        "(`docs/DEPENDENCIES.md`; Prefect's from the scheduling issue), not in this run: "
+        "neither Ray nor Dask is a dependency. Higher is better except for ms and MiB.",
+        "",
+        comparison(docs),
     ]
     seen: set[str] = set()
     for doc in docs:
