@@ -747,7 +747,7 @@ def in_repo(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 @pytest.mark.usefixtures("in_repo")
 @pytest.mark.parametrize(
     "name",
-    ["fanout.toml", "wordcount.toml", "diamond.json", "diamond.yaml"],
+    ["fanout.toml", "wordcount.toml", "diamond.json", "diamond.yaml", "etl.toml"],
 )
 def test_examples_load(name: str) -> None:
     spec = load_workflow_spec(f"examples/{name}")
@@ -755,10 +755,16 @@ def test_examples_load(name: str) -> None:
     assert str(REPO / "examples") in spec.import_paths
 
 
+def test_the_readme_file_format_example_is_examples_etl_toml() -> None:
+    readme = (REPO / "README.md").read_text()
+    block = readme[readme.index("## Workflow files") :].split("```toml\n", 1)[1].split("```")[0]
+    assert block in (REPO / "examples" / "etl.toml").read_text()
+
+
 @pytest.mark.usefixtures("in_repo")
 def test_every_example_workflow_is_tested() -> None:
     files = sorted(p.name for p in (REPO / "examples").iterdir() if p.suffix != ".py")
-    expected = ["diamond.json", "diamond.yaml", "fanout.toml", "templates", "texts"]
+    expected = ["diamond.json", "diamond.yaml", "etl.toml", "fanout.toml", "templates", "texts"]
     assert files == [*expected, "wordcount.toml"]  # templates/: tests/test_templates.py
 
 
