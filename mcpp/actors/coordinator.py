@@ -87,7 +87,6 @@ class Coordinator:
         self.cancel_reason: str | None = None
         self.cancel_cause: str | None = None
         self.events: list[Any] = []
-        self.finished = False
         self.flushed = trio.Event()
         self.run_over = trio.Event()
         self.events_ready = trio.Event()
@@ -107,7 +106,7 @@ class Coordinator:
         After the first event of a batch it waits up to :data:`EVENT_DELAY` for more: the
         supervisor only records and shows them, so fewer, larger batches cost the run nothing.
         """
-        while not self.finished:
+        while not self.run_over.is_set():
             await self.events_ready.wait()
             with trio.move_on_after(EVENT_DELAY):
                 await self.run_over.wait()
@@ -153,7 +152,6 @@ class Coordinator:
                 status = "succeeded"
             else:
                 status = "failed"
-            self.finished = True
             self.run_over.set()
             self.events_ready.set()
             await self.flushed.wait()
