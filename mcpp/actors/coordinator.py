@@ -342,6 +342,7 @@ class Coordinator:
                 skipped = self.state.cancel(step.id)
                 self.emit(outcome)
                 self.skip(skipped)
+        self.attempts.pop(step.id, None)  # it is done: keep no state per finished step
         self.consumed(step.id)
 
     def consumed(self, step_id: str) -> None:
