@@ -1,10 +1,10 @@
 """Pool mode: long-lived worker actors fed over one stream each, with adaptive batches.
 
-Every ready step for a worker goes out in one ``StartBatch``; a worker has at most
-:data:`MAX_BATCHES` batches outstanding, so few messages are ever in flight (tractor's stream
-buffers hold 64). A worker runs its steps one at a time and streams results back as each
-finishes (``ResultBatch`` of what piled up while it sent), so a long step never holds back
-the result of a short one that finished before it.
+Every ready step for a worker (up to :data:`MAX_BATCH`) goes out in one ``StartBatch``; a
+worker has at most :data:`MAX_BATCHES` batches outstanding, so few messages are ever in
+flight (tractor's stream buffers hold 64). A worker runs its steps one at a time and streams
+results back as each finishes (``ResultBatch`` of what piled up while it sent), so a long
+step never holds back the result of a short one that finished before it.
 
 A worker whose process dies is replaced; the step it was running fails (or retries, as its
 policy says) and the steps it held but had not started go back to the ready queue. A step that
@@ -37,9 +37,10 @@ from mcpp.protocol import ErrorInfo, StartStep, StepCancelled, StepFailed, StepS
 if TYPE_CHECKING:
     from mcpp.actors.coordinator import Coordinator
 
-__all__ = ["MAX_BATCHES", "Plan", "Pool", "Requeue", "Worker"]
+__all__ = ["MAX_BATCH", "MAX_BATCHES", "Plan", "Pool", "Requeue", "Worker"]
 
 MAX_BATCHES = 2
+MAX_BATCH = 500
 
 
 class Requeue(msgspec.Struct, frozen=True):
@@ -102,8 +103,10 @@ class Pool:
         return sorted((w for w in self.workers if w.can_take), key=lambda w: len(w.held))
 
     def share(self, ready: int) -> int:
-        """How many of ``ready`` steps one worker gets in a batch: an even split."""
-        return max(1, math.ceil(ready / len(self.workers)))
+        """How many of ``ready`` steps one worker gets in a batch: an even split, at most
+        :data:`MAX_BATCH` (so a huge fan-out never sits in the coordinator and the workers'
+        buffers all at once)."""
+        return max(1, min(MAX_BATCH, math.ceil(ready / len(self.workers))))
 
     def assign(self, worker: Worker, starts: list[StartStep]) -> None:
         """Send ``starts`` to ``worker`` as one batch."""
