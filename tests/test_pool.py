@@ -157,3 +157,15 @@ async def test_an_isolated_step_in_pool_mode_gets_its_own_process() -> None:
     result = await wf.run_async()
     assert result.status == "succeeded"
     assert result.steps["pooled"].result != result.steps["alone"].result
+
+
+def test_a_round_of_dispatch_splits_evenly_and_caps_each_batch() -> None:
+    from mcpp.actors.pool import MAX_BATCH, Pool
+
+    class Stub:
+        pass
+
+    pool = Pool(Stub(), 2)  # type: ignore[arg-type]
+    assert pool.share(1) == 1
+    assert pool.share(7) == 4, "an even split, rounded up"
+    assert pool.share(100_000) == MAX_BATCH, "a huge fan-out goes out in capped batches"

@@ -140,7 +140,7 @@ class Pool:
         """After a worker died: fail the step it ran, requeue the ones it had not started."""
         process = worker.process
         deliver = self.coordinator.deliver
-        duration = time.perf_counter() - worker.started_at
+        duration = time.perf_counter() - worker.started_at if worker.current else 0.0
         # A worker runs its steps in the order it got them: the first one it holds may be
         # running even if its StepStarted had not arrived (it may even be why the worker died).
         current = worker.current or next(iter(worker.held), None)
