@@ -106,7 +106,13 @@ class CancelRun(Message, frozen=True, tag="cancel_run"):
 
 
 class StartStep(Message, frozen=True, tag="start_step"):
-    """Run one attempt of a step: call ``target`` with the MessagePack map ``kwargs``."""
+    """Run one attempt of a step: call ``target`` with the MessagePack map ``kwargs``.
+
+    Pool workers only: ``after`` names a step earlier in the worker's queue whose result this
+    step takes as the keyword ``after`` (it runs only if that step succeeded on this worker,
+    and is dropped without a word otherwise); ``keep`` asks the worker to keep this step's
+    result for such a follower.
+    """
 
     version: int
     secret: str
@@ -117,6 +123,8 @@ class StartStep(Message, frozen=True, tag="start_step"):
     kwargs: msgspec.Raw
     import_paths: tuple[str, ...] = ()
     main_path: str | None = None
+    after: str | None = None
+    keep: bool = False
 
 
 class StartBatch(Message, frozen=True, tag="start_batch"):

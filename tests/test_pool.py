@@ -169,3 +169,89 @@ def test_a_round_of_dispatch_splits_evenly_and_caps_each_batch() -> None:
     assert pool.share(1) == 1
     assert pool.share(7) == 4, "an even split, rounded up"
     assert pool.share(100_000) == MAX_BATCH, "a huge fan-out goes out in capped batches"
+
+
+def chain(n: int, **options: Any) -> mcpp.Workflow:
+    wf = mcpp.Workflow("chain", actors="pool", workers=2, **options)
+    wf.add_step("s0", target("increment"))
+    for i in range(1, n):
+        wf.add_step(f"s{i}", target("increment"), depends_on=[f"s{i - 1}"])
+    return wf
+
+
+async def test_a_chain_runs_on_one_worker_with_every_result_passed_on() -> None:
+    result = await chain(40).run_async()
+    assert result.status == "succeeded"
+    assert [result.steps[f"s{i}"].result for i in range(40)] == list(range(1, 41))
+    assert all(step.attempts == 1 for step in result.steps.values())
+
+
+async def test_a_failure_inside_a_chain_skips_exactly_the_rest() -> None:
+    wf = chain(10)
+    wf.add_step("bad", target("fail"), depends_on=["s9"])
+    for i in range(10, 20):
+        wf.add_step(f"s{i}", target("increment"), depends_on=["bad" if i == 10 else f"s{i - 1}"])
+    result = await wf.run_async()
+    assert result.steps["s9"].result == 10
+    assert result.steps["bad"].status == "failed"
+    assert {result.steps[f"s{i}"].status for i in range(10, 20)} == {"skipped"}
+    assert {result.steps[f"s{i}"].skipped_because for i in range(10, 20)} == {"bad"}
+
+
+async def test_a_retried_step_inside_a_chain_lets_the_rest_run(tmp_path: Path) -> None:
+    wf = chain(5)
+    wf.add_step(
+        "flaky",
+        target("fail_once"),
+        args={"marker": str(tmp_path / "failed")},
+        depends_on=["s4"],
+        retries=1,
+        retry_delay=0.01,
+    )
+    wf.add_step("s5", target("increment"), depends_on=["flaky"])
+    wf.add_step("s6", target("increment"), depends_on=["s5"])
+    result = await wf.run_async()
+    assert result.status == "succeeded"
+    assert result.steps["flaky"].attempts == 2
+    assert result.steps["s6"].result == 8
+
+
+async def test_a_follower_that_times_out_is_stopped_and_the_rest_skipped() -> None:
+    wf = chain(3)
+    wf.add_step("stuck", target("spin_after"), depends_on=["s2"], timeout=1)
+    wf.add_step("after", target("increment"), depends_on=["stuck"])
+    result = await wf.run_async()
+    assert result.steps["s2"].result == 3
+    assert result.steps["stuck"].status == "timed_out"
+    assert result.steps["after"].status == "skipped"
+    assert result.duration_s < 30
+
+
+async def test_a_worker_killed_inside_a_chain_is_replaced_and_the_chain_finishes(
+    tmp_path: Path,
+) -> None:
+    pid_file, release = tmp_path / "pid", tmp_path / "release"
+    wf = chain(3)
+    wf.add_step(
+        "victim",
+        target("pid_then_wait"),
+        args={"pid_file": str(pid_file), "release": str(release)},
+        depends_on=["s2"],
+        retries=1,
+        retry_delay=0.01,
+    )
+    wf.add_step("s3", target("pid"), depends_on=["victim"])
+
+    async def kill_then_release() -> None:
+        first = int(await wait_for_text(pid_file))
+        pid_file.unlink()
+        os.kill(first, signal.SIGKILL)
+        await wait_for_text(pid_file)
+        release.write_text("go")
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(kill_then_release)
+        result = await wf.run_async()
+    assert result.status == "succeeded", {k: v.status for k, v in result.steps.items()}
+    assert result.steps["victim"].attempts == 2
+    assert result.steps["s3"].status == "succeeded"

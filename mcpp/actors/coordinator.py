@@ -26,7 +26,7 @@ from mcpp import protocol
 from mcpp.actors import compat
 from mcpp.actors.launch import run_isolated
 from mcpp.actors.parentwatch import watch_parent
-from mcpp.actors.pool import Plan, Pool, Requeue
+from mcpp.actors.pool import Plan, Pool, Requeue, Worker
 from mcpp.actors.runtimevars import get_secret
 from mcpp.dag import Graph, StepState
 from mcpp.errors import ProtocolError
@@ -49,6 +49,7 @@ __all__ = ["Coordinator", "coordinate"]
 
 Send = Callable[[bytes], Awaitable[None]]
 EVENT_DELAY = 0.005
+MAX_FOLLOWERS = 16
 Outcome = StepSucceeded | StepFailed | StepCancelled | Requeue | None
 
 
@@ -84,6 +85,9 @@ class Coordinator:
         self.cache = StepCache(self.spec, run.identities, run.cache_path)
         self.scopes: dict[str, trio.CancelScope] = {}
         self.retrying: set[str] = set()
+        # Followers handed to a worker before their upstream succeeded, and the reverse link.
+        self.following: dict[str, tuple[str, Worker]] = {}
+        self.follower: dict[str, str] = {}
         self.cancel_reason: str | None = None
         self.cancel_cause: str | None = None
         self.events: list[Any] = []
@@ -184,10 +188,18 @@ class Coordinator:
         if not self.state.is_active():
             self.idle.set()
 
+    def collect_ready(self) -> None:
+        """Queue the steps that became ready, but for followers already on a worker."""
+        for step_id in self.state.get_ready():
+            if step_id in self.following:  # its upstream succeeded: it runs on the worker
+                upstream, _worker = self.following.pop(step_id)
+                self.follower.pop(upstream, None)
+            else:
+                self.queue.push(step_id)
+
     def fill(self) -> None:
         """Queue newly ready steps and start as many as the slots and workers allow."""
-        for step_id in self.state.get_ready():
-            self.queue.push(step_id)
+        self.collect_ready()
         if self.cancel_reason is not None:
             self.skip_unstarted()
             return
@@ -209,10 +221,71 @@ class Coordinator:
             attempt = self.attempts[step.id] = self.attempts.get(step.id, 0) + 1
             start = self.start_message(step, attempt)
             if pooled:
-                plan.add(start)
+                followers = self.followers(step) if not self.queue else []
+                if followers:
+                    start = msgspec.structs.replace(start, keep=True)
+                worker = plan.add(start, followers)
+                for upstream, follower in zip(
+                    [step.id, *(f.step for f in followers)], followers, strict=False
+                ):
+                    self.following[follower.step] = (upstream, worker)
+                    self.follower[upstream] = follower.step
             else:
                 self.start_isolated(step, start)
         plan.send()
+
+    def followers(self, step: StepSpec) -> list[StartStep]:
+        """The chain of steps that can run on the same worker right after ``step``.
+
+        Each is the only dependent of the one before and depends on nothing else, is not yet
+        ready, and needs nothing the worker cannot give it (no resource, cache or own process).
+        The worker passes each its upstream's result itself, sparing a round trip through the
+        coordinator per link (a chain's hop). Only used when nothing else is waiting, so no
+        ready step is passed over.
+        """
+        chain: list[StartStep] = []
+        current = step
+        while len(chain) < MAX_FOLLOWERS:
+            dependents = self.graph.dependents(current.id)
+            if len(dependents) != 1:
+                break
+            nxt = self.steps[dependents[0]]
+            if (
+                nxt.depends_on != (current.id,)
+                or nxt.isolate
+                or nxt.uses
+                or nxt.cache is not False
+                or nxt.id in self.attempts
+                or self.state.state(nxt.id) is not StepState.PENDING
+            ):
+                break
+            self.attempts[nxt.id] = 1
+            start = StartStep(
+                version=protocol.PROTOCOL_VERSION,
+                secret=self.run_msg.secret,
+                run_id=self.run_msg.run_id,
+                step=nxt.id,
+                attempt=1,
+                target=nxt.run,
+                kwargs=protocol.encode_value(dict(nxt.args), step=nxt.id),
+                import_paths=self.spec.import_paths,
+                main_path=self.spec.main_path,
+                after=current.id,
+            )
+            if chain:
+                chain[-1] = msgspec.structs.replace(chain[-1], keep=True)
+            chain.append(start)
+            current = nxt
+        return chain
+
+    def forget_followers(self, step_id: str) -> None:
+        """``step_id`` did not succeed: its followers will not run on their worker."""
+        follower = self.follower.pop(step_id, None)
+        while follower is not None:
+            _upstream, worker = self.following.pop(follower)
+            worker.finished(follower)
+            self.attempts.pop(follower, None)
+            follower = self.follower.pop(follower, None)
 
     def cached(self, step: StepSpec) -> bool:
         """Look ``step`` up in the result cache once; on a hit, report it done and return True."""
@@ -301,8 +374,17 @@ class Coordinator:
         step = self.steps[outcome.step]
         pooled = self.pool is not None and not step.isolate
         self.scopes.pop(step.id, None)
+        if step.id in self.following:
+            if isinstance(outcome, Requeue):  # its worker died before its upstream succeeded
+                upstream, _worker = self.following.pop(step.id)
+                self.follower.pop(upstream, None)
+                self.attempts.pop(step.id, None)
+                return
+            self.collect_ready()  # its upstream's success came in this same delivery
         match outcome:
             case Requeue():
+                if self.state.state(step.id) is not StepState.RUNNING:
+                    return  # skipped or waiting meanwhile: nothing to run again
                 if step.id in self.retrying:  # its retry delay is over
                     self.retrying.discard(step.id)
                 else:  # its worker died before it started: not an attempt
@@ -319,6 +401,7 @@ class Coordinator:
                     self.results[step.id] = outcome.result
                 self.emit(outcome)
             case StepFailed():
+                self.forget_followers(step.id)
                 self.slots.give_back(step, slot=not pooled)
                 if self.cancel_reason is None and should_retry(
                     step, outcome.attempt, outcome.error.type
@@ -336,6 +419,7 @@ class Coordinator:
                 if self.spec.on_failure == "fail_fast":
                     self.cancel(f"fail_fast: step {step.id!r} failed", cause=step.id)
             case StepCancelled():
+                self.forget_followers(step.id)
                 if step.id not in self.retrying:
                     self.slots.give_back(step, slot=not pooled)
                 self.retrying.discard(step.id)

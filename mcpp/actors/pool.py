@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
@@ -144,7 +145,9 @@ class Pool:
         # A worker runs its steps in the order it got them: the first one it holds may be
         # running even if its StepStarted had not arrived (it may even be why the worker died).
         current = worker.current or next(iter(worker.held), None)
-        for step_id, start in worker.held.items():
+        for step_id, start in list(worker.held.items()):
+            if step_id not in worker.held:  # a follower forgotten with its failed upstream
+                continue
             if step_id != current:
                 deliver(Requeue(step_id))
             elif worker.ended == "cancelled":
@@ -273,12 +276,16 @@ class Plan:
         """True while some worker can take one more step in this round."""
         return self.turn < len(self.workers)
 
-    def add(self, start: StartStep) -> None:
-        """Put ``start`` in the current worker's batch."""
+    def add(self, start: StartStep, followers: Sequence[StartStep] = ()) -> Worker:
+        """Put ``start`` and its ``followers`` (which must run on the same worker, after it)
+        in the current worker's batch; return that worker."""
+        worker = self.workers[self.turn]
         self.batches[self.turn].append(start)
+        self.batches[self.turn].extend(followers)
         self.room[self.turn] -= 1
         if not self.room[self.turn]:
             self.turn += 1
+        return worker
 
     def send(self) -> None:
         """Send every non-empty batch."""

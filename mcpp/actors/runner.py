@@ -80,8 +80,14 @@ class BatchRunner:
         from mcpp.targets import resolve
 
         functions: dict[str, Callable[..., Any]] = {}
+        kept: dict[str, bytes] = {}  # results kept for a follower (StartStep.keep)
         while True:
             start = self.inbox.get()
+            upstream = None
+            if start.after is not None:
+                upstream = kept.pop(start.after, None)
+                if upstream is None:  # its upstream did not succeed here: not ours to run
+                    continue
             self.report(
                 StepStarted(step=start.step, attempt=start.attempt, pid=self.pid, at=time.time())
             )
@@ -93,6 +99,8 @@ class BatchRunner:
                         start.target, import_paths=start.import_paths, main_path=start.main_path
                     )
                 kwargs = protocol.decode_value(start.kwargs)
+                if start.after is not None and upstream is not None:
+                    kwargs[start.after] = protocol.decode_value(upstream)
                 if inspect.iscoroutinefunction(fn):
                     value = trio.from_thread.run(partial(fn, **kwargs), trio_token=self.token)
                 else:
@@ -108,6 +116,8 @@ class BatchRunner:
                     )
                 )
             else:
+                if start.keep:
+                    kept[start.step] = bytes(result)
                 self.report(
                     StepSucceeded(
                         step=start.step,

@@ -85,3 +85,21 @@ def hold_resource(folder: str, name: str, seconds: float = 0.3, **upstream: Any)
 
 def pid(**upstream: Any) -> int:
     return os.getpid()
+
+
+def increment(start: int = 0, **upstream: int) -> int:
+    """``start`` plus one, or the single upstream result plus one."""
+    return (next(iter(upstream.values())) if upstream else start) + 1
+
+
+def fail_once(marker: str, **upstream: int) -> int:
+    """Fail the first time (when ``marker`` does not exist yet), then pass the value on."""
+    if not os.path.exists(marker):
+        Path(marker).write_text("failed once")
+        raise RuntimeError("first attempt fails")
+    return next(iter(upstream.values())) + 1
+
+
+def spin_after(**upstream: Any) -> None:
+    while True:
+        pass
