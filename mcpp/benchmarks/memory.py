@@ -89,8 +89,27 @@ def rss(pid: int) -> int:
     return int(psutil.Process(pid).memory_info().rss)
 
 
+def actor_processes(coordinator: psutil.Process) -> list[int]:
+    """The step or worker actors below ``coordinator``: its descendants but for the helper
+    processes of the forkserver start method (the forkserver itself, a child of the
+    coordinator, and multiprocessing's resource tracker). Forked actors are the forkserver's
+    children and carry its command line."""
+    found = []
+    for proc in coordinator.children(recursive=True):
+        try:
+            command = " ".join(proc.cmdline())
+            parent = proc.ppid()
+        except psutil.Error:
+            continue
+        if "resource_tracker" in command or ("forkserver" in command and parent == coordinator.pid):
+            continue
+        found.append(proc.pid)
+    return found
+
+
 def wait_for_tree(root: psutil.Popen, actors: int) -> tuple[int, list[int]]:
-    """Wait until ``root`` has one child with ``actors`` children; return their pids.
+    """Wait until ``root`` has one child (the coordinator) with ``actors`` actors below it;
+    return the coordinator's pid and the actors' pids.
 
     Raises BenchmarkError if the tree is not complete within TREE_TIMEOUT seconds.
     """
@@ -99,11 +118,9 @@ def wait_for_tree(root: psutil.Popen, actors: int) -> tuple[int, list[int]]:
         if root.poll() is not None:
             raise BenchmarkError(f"the process exited early with code {root.returncode}")
         children = root.children()
-        if len(children) == 1:
-            grandchildren = children[0].children()
-            if len(grandchildren) >= actors:
-                time.sleep(SETTLE_S)
-                return children[0].pid, [c.pid for c in children[0].children()]
+        if len(children) == 1 and len(actor_processes(children[0])) >= actors:
+            time.sleep(SETTLE_S)
+            return children[0].pid, actor_processes(children[0])
         time.sleep(0.05)
     raise BenchmarkError(f"the process tree did not reach {actors} actors in {TREE_TIMEOUT:g} s")
 
