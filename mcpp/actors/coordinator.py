@@ -225,11 +225,10 @@ class Coordinator:
                 if followers:
                     start = msgspec.structs.replace(start, keep=True)
                 worker = plan.add(start, followers)
-                for upstream, follower in zip(
-                    [step.id, *(f.step for f in followers)], followers, strict=False
-                ):
-                    self.following[follower.step] = (upstream, worker)
-                    self.follower[upstream] = follower.step
+                for follower in followers:
+                    assert follower.after is not None
+                    self.following[follower.step] = (follower.after, worker)
+                    self.follower[follower.after] = follower.step
             else:
                 self.start_isolated(step, start)
         plan.send()
@@ -260,18 +259,7 @@ class Coordinator:
             ):
                 break
             self.attempts[nxt.id] = 1
-            start = StartStep(
-                version=protocol.PROTOCOL_VERSION,
-                secret=self.run_msg.secret,
-                run_id=self.run_msg.run_id,
-                step=nxt.id,
-                attempt=1,
-                target=nxt.run,
-                kwargs=protocol.encode_value(dict(nxt.args), step=nxt.id),
-                import_paths=self.spec.import_paths,
-                main_path=self.spec.main_path,
-                after=current.id,
-            )
+            start = self.start_message(nxt, 1, after=current.id)
             if chain:
                 chain[-1] = msgspec.structs.replace(chain[-1], keep=True)
             chain.append(start)
@@ -303,11 +291,13 @@ class Coordinator:
         )
         return True
 
-    def start_message(self, step: StepSpec, attempt: int) -> StartStep:
-        """Build the StartStep for ``attempt``: arguments plus every upstream result."""
+    def start_message(self, step: StepSpec, attempt: int, after: str | None = None) -> StartStep:
+        """Build the StartStep for ``attempt``: arguments plus every upstream result, but for
+        ``after``, whose result the worker passes on itself (a chain follower)."""
         kwargs: dict[str, Any] = dict(step.args)
         for upstream in step.depends_on:
-            kwargs[upstream] = self.results[upstream]
+            if upstream != after:
+                kwargs[upstream] = self.results[upstream]
         return StartStep(
             version=protocol.PROTOCOL_VERSION,
             secret=self.run_msg.secret,
@@ -318,6 +308,7 @@ class Coordinator:
             kwargs=protocol.encode_value(kwargs, step=step.id),
             import_paths=self.spec.import_paths,
             main_path=self.spec.main_path,
+            after=after,
         )
 
     def start_isolated(self, step: StepSpec, start: StartStep) -> None:
