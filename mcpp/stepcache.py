@@ -24,7 +24,6 @@ its own lookup); any other upstream contributes a hash of its MessagePack bytes,
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import sqlite3
@@ -36,36 +35,19 @@ from typing import Any, Self
 
 import msgspec
 
-from mcpp.cache import CacheBackend, SQLiteCache, function_identity, hash_result, parse_ttl
-from mcpp.cache.keys import KEY_VERSION
+from mcpp.cache import CacheBackend, SQLiteCache, hash_result, parse_ttl
+from mcpp.cache.keys import function_hash, step_key
 from mcpp.errors import WorkflowError
 from mcpp.spec import StepSpec, WorkflowSpec
-from mcpp.targets import MAIN, MP_MAIN, resolve
+from mcpp.targets import resolve
 
-__all__ = ["BUSY_TIMEOUT", "StepCache", "function_hash", "identities", "step_key"]
+__all__ = ["BUSY_TIMEOUT", "StepCache", "identities"]
 
 BUSY_TIMEOUT = 2.0
 """Seconds a lookup or store waits for another process's lock before it counts as a miss
 (it runs in the coordinator's event loop, so it must not wait long)."""
 
-_encoder = msgspec.msgpack.Encoder(order="sorted")
 _log = logging.getLogger(__name__)
-
-
-def _digest(data: bytes, person: bytes) -> str:
-    return hashlib.blake2b(data, digest_size=32, person=person).hexdigest()
-
-
-def function_hash(fn: Callable[..., Any]) -> str:
-    """Return a hash (64 hex digits) of ``fn``'s identity: module, qualified name and source.
-
-    See :func:`mcpp.cache.function_identity`. A function of a user script hashes the same
-    whether the script runs as ``__main__`` or was loaded as ``__mp_main__``.
-    """
-    module, qualname, code = function_identity(fn)
-    if module == MP_MAIN:
-        module = MAIN
-    return _digest(_encoder.encode([KEY_VERSION, module, qualname, code]), b"mcpp.step.fn")
 
 
 def identities(spec: WorkflowSpec) -> dict[str, str]:
@@ -99,30 +81,6 @@ def _identity(spec: WorkflowSpec, step: StepSpec) -> str:
     except WorkflowError as exc:
         raise WorkflowError(exc.reason, step=step.id, field="run") from exc
     return function_hash(fn)
-
-
-def step_key(identity: str, args: Mapping[str, Any], upstream: Mapping[str, str]) -> str:
-    """Return the cache key (64 hex digits) of a step run.
-
-    ``identity`` is the step's :func:`function_hash`; ``args`` its keyword arguments (encoded
-    with sorted keys, so dict order does not matter); ``upstream`` maps each upstream step id to
-    a token that stands for its result: ``"key:"`` and its cache key, or ``"result:"`` and
-    :func:`mcpp.cache.hash_result` of its MessagePack bytes.
-
-    Raises ``TypeError`` if ``args`` holds a value msgspec cannot encode.
-    """
-    try:
-        encoded = _encoder.encode(
-            {
-                "version": KEY_VERSION,
-                "identity": identity,
-                "args": dict(args),
-                "upstream": dict(upstream),
-            }
-        )
-    except (TypeError, msgspec.EncodeError) as exc:
-        raise TypeError(f"cannot make a cache key: {exc}") from exc
-    return _digest(encoded, b"mcpp.step.key")
 
 
 class StepCache:

@@ -10,7 +10,14 @@ from typing import Any
 
 import msgspec
 
-__all__ = ["KEY_VERSION", "cache_key", "function_identity", "hash_result"]
+__all__ = [
+    "KEY_VERSION",
+    "cache_key",
+    "function_hash",
+    "function_identity",
+    "hash_result",
+    "step_key",
+]
 
 KEY_VERSION = 1
 """Part of every key: bump it when the key layout changes, so old entries simply miss."""
@@ -76,34 +83,58 @@ def _describe_constant(value: Any) -> Any:
     return [type(value).__qualname__, repr(value)]
 
 
-def cache_key(
-    fn: Callable[..., Any], args: Mapping[str, Any], upstream_keys: Mapping[str, str]
-) -> str:
-    """Return the cache key (64 hex digits, BLAKE2b) of calling ``fn`` with ``args``.
+def function_hash(fn: Callable[..., Any]) -> str:
+    """Return a hash (64 hex digits) of ``fn``'s identity: module, qualified name and source.
 
-    The key hashes :func:`function_identity` of ``fn``, the keyword arguments ``args`` and
-    ``upstream_keys`` (upstream step id -> that step's cache key, or :func:`hash_result` of its
-    result if it was not cached), so a change to any of them gives another key. Arguments are
-    encoded with msgspec msgpack with sorted keys, so dict order does not matter anywhere in
-    them (a tuple and a list with equal items encode alike).
+    See :func:`function_identity`. A function of a user script hashes the same whether the
+    script runs as ``__main__`` or was loaded as ``__mp_main__`` in a step process.
+    """
+    module, qualname, code = function_identity(fn)
+    if module == "__mp_main__":
+        module = "__main__"
+    return _digest(_encoder.encode([KEY_VERSION, module, qualname, code]), b"mcpp.step.fn")
+
+
+def step_key(identity: str, args: Mapping[str, Any], upstream: Mapping[str, str]) -> str:
+    """Return the cache key (64 hex digits, BLAKE2b) of a call.
+
+    ``identity`` is the function's :func:`function_hash`; ``args`` its keyword arguments
+    (msgspec msgpack with sorted keys, so dict order does not matter anywhere in them);
+    ``upstream`` maps each upstream step id to a string that stands for its result (its cache
+    key, or :func:`hash_result` of it). A change to any of them gives another key. This is the
+    form the coordinator uses: it gets ``identity`` from the supervisor and never imports the
+    function.
 
     Raises ``TypeError`` if ``args`` holds a value msgspec cannot encode.
     """
-    module, qualname, code = function_identity(fn)
     try:
         encoded = _encoder.encode(
             {
                 "version": KEY_VERSION,
-                "module": module,
-                "qualname": qualname,
-                "code": code,
+                "identity": identity,
                 "args": dict(args),
-                "upstream": dict(upstream_keys),
+                "upstream": dict(upstream),
             }
         )
     except (TypeError, msgspec.EncodeError) as exc:
-        raise TypeError(f"cannot make a cache key for {module}:{qualname}: {exc}") from exc
-    return _digest(encoded, b"mcpp.cache.key")
+        raise TypeError(f"cannot make a cache key: {exc}") from exc
+    return _digest(encoded, b"mcpp.step.key")
+
+
+def cache_key(
+    fn: Callable[..., Any], args: Mapping[str, Any], upstream_keys: Mapping[str, str]
+) -> str:
+    """Return the cache key of calling ``fn`` with ``args``: :func:`step_key` of
+    :func:`function_hash` of ``fn``. ``upstream_keys`` maps upstream step id -> that step's
+    cache key, or :func:`hash_result` of its result if it was not cached.
+
+    Raises ``TypeError`` if ``args`` holds a value msgspec cannot encode.
+    """
+    try:
+        return step_key(function_hash(fn), args, upstream_keys)
+    except TypeError as exc:
+        name = f"{getattr(fn, '__module__', '?')}:{getattr(fn, '__qualname__', '?')}"
+        raise TypeError(f"{exc} (calling {name})") from exc
 
 
 def hash_result(result: Any) -> str:
