@@ -5,11 +5,40 @@ supervising trio nursery, started by a coordinator actor as soon as its own depe
 done. See README.md for the workflow file format, the CLI and the failure semantics.
 """
 
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from mcpp.errors import CycleError, MCPPError, ProtocolError, RunError, WorkflowError
-from mcpp.results import RunResult, StepResult
-from mcpp.spec import StepSpec, WorkflowSpec
-from mcpp.supervisor.api import Workflow, load_workflow
-from mcpp.supervisor.durable import resume, resume_async
+
+if TYPE_CHECKING:
+    from mcpp.results import RunResult, StepResult
+    from mcpp.spec import StepSpec, WorkflowSpec
+    from mcpp.supervisor.api import Workflow, load_workflow
+    from mcpp.supervisor.durable import resume, resume_async
+
+# Loaded on first use, so that ``import mcpp`` (and the CLI's first lines) stay cheap.
+_LAZY = {
+    "RunResult": "mcpp.results",
+    "StepResult": "mcpp.results",
+    "StepSpec": "mcpp.spec",
+    "WorkflowSpec": "mcpp.spec",
+    "Workflow": "mcpp.supervisor.api",
+    "load_workflow": "mcpp.supervisor.api",
+    "resume": "mcpp.supervisor.durable",
+    "resume_async": "mcpp.supervisor.durable",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'mcpp' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "CycleError",

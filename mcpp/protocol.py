@@ -40,6 +40,7 @@ __all__ = [
     "Heartbeat",
     "Message",
     "ResultBatch",
+    "Retiring",
     "RunFinished",
     "RunWorkflow",
     "StartBatch",
@@ -93,6 +94,7 @@ class RunWorkflow(Message, frozen=True, tag="run_workflow"):
     completed: dict[str, msgspec.Raw] = {}
     cache_path: str | None = None
     identities: dict[str, str] = {}
+    run_dir: str | None = None
 
 
 class CancelRun(Message, frozen=True, tag="cancel_run"):
@@ -125,13 +127,19 @@ class StartStep(Message, frozen=True, tag="start_step"):
     main_path: str | None = None
     after: str | None = None
     keep: bool = False
+    timeout: float | None = None
 
 
 class StartBatch(Message, frozen=True, tag="start_batch"):
-    """Several steps for one worker at once (pool mode)."""
+    """Several steps for one worker at once (pool mode).
+
+    ``run_dir`` is the run's private folder, where the worker keeps its ledger (which step it
+    is running), so the pool can tell after the worker's death which step was running.
+    """
 
     secret: str
     steps: tuple[StartStep, ...]
+    run_dir: str | None = None
 
 
 class CancelStep(Message, frozen=True, tag="cancel_step"):
@@ -157,7 +165,8 @@ class StepSucceeded(Message, frozen=True, tag="step_succeeded"):
     """An attempt returned; ``result`` is its MessagePack encoding.
 
     ``cached`` marks a result taken from the result cache: the step did not run (``attempt``
-    and ``duration_s`` are 0).
+    and ``duration_s`` are 0). ``ended_processes`` counts processes the step left running
+    that mcpp ended after it returned.
     """
 
     step: str
@@ -165,13 +174,15 @@ class StepSucceeded(Message, frozen=True, tag="step_succeeded"):
     result: msgspec.Raw
     duration_s: float
     cached: bool = False
+    ended_processes: int = 0
 
 
 class StepFailed(Message, frozen=True, tag="step_failed"):
     """An attempt raised, timed out or its process died.
 
     ``timed_out`` marks a timeout; ``will_retry`` says another attempt follows, after
-    ``retry_in_s`` seconds (the backoff drawn for it).
+    ``retry_in_s`` seconds (the backoff drawn for it). ``ended_processes`` counts processes
+    of the attempt that mcpp ended when it failed (where the step's actor could count them).
     """
 
     step: str
@@ -181,6 +192,7 @@ class StepFailed(Message, frozen=True, tag="step_failed"):
     timed_out: bool = False
     will_retry: bool = False
     retry_in_s: float | None = None
+    ended_processes: int = 0
 
 
 class Heartbeat(Message, frozen=True, tag="heartbeat"):
@@ -191,10 +203,18 @@ class Heartbeat(Message, frozen=True, tag="heartbeat"):
     steps: tuple[str, ...] = ()
 
 
+class Retiring(Message, frozen=True, tag="retiring"):
+    """A pool worker runs no more steps (``reason``): the pool replaces it and gives the
+    steps it still held to other workers."""
+
+    pid: int
+    reason: str
+
+
 class ResultBatch(Message, frozen=True, tag="result_batch"):
     """Several step outcomes at once (pool mode)."""
 
-    results: tuple[StepStarted | StepSucceeded | StepFailed, ...]
+    results: tuple[StepStarted | StepSucceeded | StepFailed | Retiring, ...]
 
 
 class StepSkipped(Message, frozen=True, tag="step_skipped"):
@@ -230,7 +250,7 @@ class RunFinished(Message, frozen=True, tag="run_finished"):
 
 ToCoordinator = RunWorkflow | CancelRun
 ToStep = StartStep | StartBatch | CancelStep
-FromStep = StepStarted | StepSucceeded | StepFailed | Heartbeat | ResultBatch
+FromStep = StepStarted | StepSucceeded | StepFailed | Heartbeat | Retiring | ResultBatch
 ToSupervisor = (
     StepStarted
     | StepSucceeded

@@ -44,7 +44,8 @@ class Attempt(msgspec.Struct, kw_only=True):
 
 class StepResult(msgspec.Struct, kw_only=True):
     """One step's record. ``result`` is the decoded return value (None unless succeeded);
-    ``history`` lists every finished attempt in order."""
+    ``history`` lists every finished attempt in order. ``ended_processes`` counts processes
+    the step's last attempt left running, which mcpp ended when the attempt was over."""
 
     status: StepStatus = "pending"
     attempts: int = 0
@@ -54,6 +55,7 @@ class StepResult(msgspec.Struct, kw_only=True):
     skipped_because: str | None = None
     pid: int | None = None
     cached: bool = False
+    ended_processes: int = 0
     history: list[Attempt] = []
 
 
@@ -126,6 +128,7 @@ class RunRecorder:
                 record.result = protocol.decode_value(event.result)
                 record.error = None
                 record.cached = event.cached
+                record.ended_processes = event.ended_processes
                 self.raw_results[event.step] = bytes(event.result)
                 if not event.cached:
                     record.history.append(
@@ -138,6 +141,7 @@ class RunRecorder:
                 record.attempts = max(record.attempts, event.attempt)
                 record.duration_s = event.duration_s
                 record.error = event.error
+                record.ended_processes = event.ended_processes
                 status: StepStatus = "timed_out" if event.timed_out else "failed"
                 if not event.will_retry:
                     record.status = status

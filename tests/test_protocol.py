@@ -39,6 +39,7 @@ def test_the_set_of_tags_is_pinned() -> None:
         "step_cancelled": "StepCancelled",
         "event_batch": "EventBatch",
         "run_finished": "RunFinished",
+        "retiring": "Retiring",
     }
     assert protocol.PROTOCOL_VERSION == 1
 

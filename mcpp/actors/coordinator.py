@@ -11,11 +11,15 @@ succeeded and a slot (``max_concurrent``, resource pools) is free.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import msgspec
@@ -23,9 +27,9 @@ import tractor
 import trio
 
 from mcpp import protocol
-from mcpp.actors import compat
+from mcpp.actors import compat, contain
 from mcpp.actors.launch import run_isolated
-from mcpp.actors.parentwatch import watch_parent
+from mcpp.actors.parentwatch import on_exit, watch_parent
 from mcpp.actors.pool import Plan, Pool, Requeue, Worker
 from mcpp.actors.runtimevars import get_secret
 from mcpp.dag import Graph, StepState
@@ -309,6 +313,7 @@ class Coordinator:
             import_paths=self.spec.import_paths,
             main_path=self.spec.main_path,
             after=after,
+            timeout=step.timeout,
         )
 
     def start_isolated(self, step: StepSpec, start: StartStep) -> None:
@@ -445,34 +450,85 @@ class Coordinator:
             self.consumed(step_id)
 
 
+def start_helpers(run_dir: str | None) -> frozenset[int]:
+    """Start the forkserver (and multiprocessing's resource tracker); return their pids.
+
+    Their files (the forkserver's socket) go in the run's folder. These are the only
+    children the coordinator starts itself: any other child is an orphan of a dead actor.
+    """
+    from multiprocessing import forkserver, process
+
+    if run_dir is not None:
+        helpers_dir = os.path.join(run_dir, "mp")
+        os.makedirs(helpers_dir, mode=0o700, exist_ok=True)
+        process.current_process()._config["tempdir"] = helpers_dir  # type: ignore[attr-defined]
+    compat.use_forkserver(["mcpp.actors.step"])
+    forkserver.ensure_running()
+    return frozenset(contain.children())
+
+
+def stop_helpers(helpers: frozenset[int]) -> None:
+    """End every process below the coordinator: the forkserver and resource tracker are
+    asked to stop (their pipes closed), then whatever is left is ended."""
+    from multiprocessing import forkserver, resource_tracker
+
+    contain.end_descendants(keep=helpers)
+    servers: list[Any] = [forkserver._forkserver, resource_tracker._resource_tracker]
+    for server in servers:
+        stopper = threading.Thread(target=quietly, args=(server._stop,), daemon=True)
+        stopper.start()
+        stopper.join(contain.GRACE)
+    contain.end_descendants()
+
+
+def quietly(call: Callable[[], object]) -> None:
+    """Call ``call``, ignoring OSError (a helper already gone)."""
+    with contextlib.suppress(OSError):
+        call()
+
+
 @tractor.context  # type: ignore[untyped-decorator]
 async def coordinate(ctx: tractor.Context) -> None:
     """Run the workflow of the first message on the stream; stream its events back.
 
     The first message must be a ``RunWorkflow`` with this run's secret, else ProtocolError.
+    The coordinator is a child subreaper: an actor's orphans re-parent to it, and it ends them
+    (:func:`mcpp.actors.contain.sweep`); when it is done, no process below it is left.
     """
     watch_parent()
+    contain.become_subreaper()
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor alone handles Ctrl-C
     secret = get_secret()
-    compat.use_forkserver(["mcpp.actors.step"])
     await ctx.started(os.getpid())
     async with ctx.open_stream() as stream:
         run = protocol.to_coordinator.decode(await stream.receive())
         protocol.check_secret(run, secret)
         if not isinstance(run, RunWorkflow):
             raise ProtocolError(f"expected RunWorkflow, got {type(run).__name__}")
-        coordinator = Coordinator(run, stream.send)
+        if run.run_dir is not None:
+            on_exit(partial(shutil.rmtree, run.run_dir, ignore_errors=True))
+        helpers = start_helpers(run.run_dir)
+        try:
+            await drive(run, stream, secret, helpers)
+        finally:
+            await trio.to_thread.run_sync(stop_helpers, helpers)
 
-        async def listen() -> None:
-            async for raw in stream:
-                message = protocol.to_coordinator.decode(raw)
-                protocol.check_secret(message, secret)
-                if isinstance(message, CancelRun):
-                    coordinator.cancel(message.reason)
-            coordinator.cancel("the supervisor closed the run")
 
-        with coordinator.cache:
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(listen)
-                await coordinator.run()
-                nursery.cancel_scope.cancel()
+async def drive(run: RunWorkflow, stream: Any, secret: str, helpers: frozenset[int]) -> None:
+    """Run ``run`` to its end, listening for ``CancelRun`` and sweeping orphans meanwhile."""
+    coordinator = Coordinator(run, stream.send)
+
+    async def listen() -> None:
+        async for raw in stream:
+            message = protocol.to_coordinator.decode(raw)
+            protocol.check_secret(message, secret)
+            if isinstance(message, CancelRun):
+                coordinator.cancel(message.reason)
+        coordinator.cancel("the supervisor closed the run")
+
+    with coordinator.cache:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(listen)
+            nursery.start_soon(contain.sweep, lambda: helpers)
+            await coordinator.run()
+            nursery.cancel_scope.cancel()

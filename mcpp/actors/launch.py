@@ -22,9 +22,17 @@ from mcpp.errors import ProtocolError
 from mcpp.protocol import ErrorInfo, Heartbeat, StartStep, StepFailed, StepStarted, StepSucceeded
 from mcpp.spec import StepSpec
 
-__all__ = ["GRACE", "SPAWN_TIMEOUT", "STEP_MODULES", "process_death", "run_isolated"]
+__all__ = [
+    "GRACE",
+    "LIVENESS",
+    "SPAWN_TIMEOUT",
+    "STEP_MODULES",
+    "process_death",
+    "run_isolated",
+]
 
 GRACE = 1.5
+LIVENESS = 5.0  # seconds without any message (heartbeats come every second) = unresponsive
 SPAWN_TIMEOUT = 60.0
 STEP_MODULES = ["mcpp.actors.step"]
 
@@ -33,15 +41,15 @@ Outcome = StepSucceeded | StepFailed
 Report = Callable[[Outcome], None]
 
 
-def process_death(returncode: int | None, pid: int) -> str:
-    """Describe how process ``pid`` ended: the signal by name, or the exit code."""
+def process_death(returncode: int | None, pid: int, role: str = "step process") -> str:
+    """Describe how process ``pid`` (a ``role``) ended: the signal by name, or the exit code."""
     if returncode is not None and returncode < 0:
         try:
             name = signal.Signals(-returncode).name
         except ValueError:
             name = f"signal {-returncode}"
-        return f"step process {pid} was killed by {name}"
-    return f"step process {pid} exited with code {returncode} before the step finished"
+        return f"{role} {pid} was killed by {name}"
+    return f"{role} {pid} exited with code {returncode} before the step finished"
 
 
 class ProcessHandle:
@@ -110,13 +118,16 @@ async def converse(
 ) -> None:
     """Send ``start`` to a step actor; ``report`` its outcome the moment it is known.
 
-    The outcome is the step's own, or a failure when its process dies or ``limit`` seconds
-    (its timeout, counted from its start) pass. ``report`` is called exactly once, before the
-    conversation is torn down: tractor can take up to 0.5 s to give up on a dead actor's
-    context, and the run should not wait for that.
+    The outcome is the step's own, or a failure when its process dies, ``limit`` seconds (its
+    timeout, counted from its start) pass, or the actor sends nothing (not even a heartbeat)
+    for :data:`LIVENESS` seconds: its process is alive but its runtime stopped answering, and
+    it is killed. ``report`` is called exactly once, before the conversation is torn down:
+    tractor can take up to 0.5 s to give up on a dead actor's context, and the run should not
+    wait for that.
     """
     began = time.perf_counter()
     reported = False
+    silence = trio.CancelScope(deadline=trio.current_time() + LIVENESS)
 
     def finish(outcome: Outcome) -> None:
         nonlocal reported
@@ -148,7 +159,19 @@ async def converse(
             finish(failure("StepTimeout", message, timed_out=True))
             nursery.cancel_scope.cancel()
 
+        async def liveness() -> None:
+            with silence:  # its deadline moves on with every message
+                await trio.sleep_forever()
+            message = (
+                f"step process {process.pid} stopped answering "
+                f"(no heartbeat for {LIVENESS:g} s): killed"
+            )
+            finish(failure("Unresponsive", message))
+            process.kill()
+            nursery.cancel_scope.cancel()
+
         nursery.start_soon(watch)
+        nursery.start_soon(liveness)
         if limit is not None:
             nursery.start_soon(timer, limit)
         async with (
@@ -157,6 +180,7 @@ async def converse(
         ):
             await stream.send(protocol.encode(start))
             async for raw in stream:
+                silence = trio.CancelScope(deadline=trio.current_time() + LIVENESS)
                 message = protocol.from_step.decode(raw)
                 match message:
                     case StepStarted():
@@ -174,7 +198,7 @@ async def converse(
                         )
         nursery.cancel_scope.cancel()
     if not reported:
-        raise ProtocolError(f"step {start.step!r}: the step actor closed without an outcome")
+        finish(failure("ProtocolError", f"step process {process.pid} closed without an outcome"))
 
 
 async def run_isolated(step: StepSpec, start: StartStep, emit: Emit, report: Report) -> None:

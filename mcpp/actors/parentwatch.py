@@ -3,11 +3,13 @@
 tractor 0.1.0a5 leaves children running when their parent is killed (SIGKILL) or terminated
 without clean-up. ``PR_SET_PDEATHSIG`` is not usable (trio starts children from a worker
 thread, and the signal fires when that thread exits), so each actor polls from a daemon thread
-and exits at once when its starter is gone.
+and, once its starter is gone, ends its own descendants (see :mod:`mcpp.actors.contain`), runs
+the clean-ups registered with :func:`on_exit` and exits.
 
 The starter is the parent process, except for actors forked by a forkserver: their parent is
 the forkserver, which outlives the actor that asked for them (every forked child holds the
-forkserver's "alive" pipe open), so they watch the forkserver's parent instead.
+forkserver's "alive" pipe open), so they watch the forkserver's parent instead. A starter that
+is a zombie (dead, not yet reaped by its own parent) counts as gone.
 """
 
 from __future__ import annotations
@@ -15,19 +17,46 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 
 import psutil
 
-__all__ = ["EXIT_CODE", "POLL_INTERVAL", "watch_parent"]
+from mcpp.actors import contain
+
+__all__ = ["EXIT_CODE", "POLL_INTERVAL", "on_exit", "watch_parent"]
 
 POLL_INTERVAL = 0.1
 EXIT_CODE = 70
 
 _started = threading.Event()
+_cleanups: list[Callable[[], None]] = []
+
+
+def on_exit(cleanup: Callable[[], None]) -> None:
+    """Run ``cleanup`` (after the descendants are ended) if this actor exits for its starter."""
+    _cleanups.append(cleanup)
+
+
+def starter_gone(starter: psutil.Process) -> bool:
+    """True if ``starter`` has exited, zombie or reaped."""
+    try:
+        return starter.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def exit_for_starter() -> None:
+    """End this process's descendants, run the clean-ups, exit with :data:`EXIT_CODE`."""
+    try:
+        contain.end_descendants()
+        for cleanup in _cleanups:
+            cleanup()
+    finally:
+        os._exit(EXIT_CODE)
 
 
 def watch_parent(*, forked: bool = False) -> None:
-    """Start (once per process) a daemon thread that ``os._exit``s when the starter is gone.
+    """Start (once per process) a daemon thread that exits this process when its starter dies.
 
     ``forked``: this process was forked by a forkserver, so the starter is the forkserver's
     parent. Calling it again does nothing.
@@ -42,16 +71,20 @@ def watch_parent(*, forked: bool = False) -> None:
             return os.getppid() != parent
 
     else:
-        starter = psutil.Process(parent).parent()
+        try:
+            starter = psutil.Process(parent).parent()
+        except psutil.NoSuchProcess:
+            starter = None
         if starter is None:
-            os._exit(EXIT_CODE)
+            exit_for_starter()
+            return
 
         def gone() -> bool:
-            return not starter.is_running()
+            return os.getppid() != parent or starter_gone(starter)
 
     def poll() -> None:
         while not gone():
             time.sleep(POLL_INTERVAL)
-        os._exit(EXIT_CODE)
+        exit_for_starter()
 
     threading.Thread(target=poll, name="mcpp-parent-watch", daemon=True).start()

@@ -6,10 +6,14 @@ flight (tractor's stream buffers hold 64). A worker runs its steps one at a time
 results back as each finishes (``ResultBatch`` of what piled up while it sent), so a long
 step never holds back the result of a short one that finished before it.
 
-A worker whose process dies is replaced; the step it was running fails (or retries, as its
-policy says) and the steps it held but had not started go back to the ready queue. A step that
-passes its timeout gets its worker killed (a step on a worker shares its event loop and cannot
-be interrupted) and is recorded as timed out.
+A worker whose process dies is replaced. Its ledger (:class:`mcpp.actors.runner.Ledger`) names
+the step it was running: that step alone fails (or retries, as its policy says); every other
+step it held and had not reported goes back to the ready queue without counting an attempt.
+A step that passes its timeout makes its worker end the step's processes and exit (a step on
+a worker shares its process and cannot be interrupted); the pool's own watchdog kills a worker
+whose step is still running :data:`BACKSTOP` seconds later. A worker that sends nothing for
+:data:`~mcpp.actors.launch.LIVENESS` seconds (its runtime stopped) is killed as unresponsive.
+The processes a killed worker's step started re-parent to the coordinator, which ends them.
 """
 
 from __future__ import annotations
@@ -25,15 +29,18 @@ import tractor
 import trio
 
 from mcpp import protocol
+from mcpp.actors import contain
 from mcpp.actors import step as step_endpoint
 from mcpp.actors.launch import (
+    LIVENESS,
     STEP_MODULES,
     ProcessHandle,
     child_process,
     process_death,
     stop_actor,
 )
-from mcpp.protocol import ErrorInfo, StartStep, StepCancelled, StepFailed, StepStarted
+from mcpp.actors.runner import Ledger
+from mcpp.protocol import ErrorInfo, Retiring, StartStep, StepCancelled, StepFailed, StepStarted
 
 if TYPE_CHECKING:
     from mcpp.actors.coordinator import Coordinator
@@ -42,6 +49,7 @@ __all__ = ["MAX_BATCH", "MAX_BATCHES", "Plan", "Pool", "Requeue", "Worker"]
 
 MAX_BATCHES = 2
 MAX_BATCH = 500
+BACKSTOP = contain.GRACE + 1.0  # past a step's timeout, if its worker did not exit itself
 
 
 class Requeue(msgspec.Struct, frozen=True):
@@ -64,7 +72,9 @@ class Worker:
         self.started_at = 0.0
         self.deadline: float | None = None
         self.timer = trio.CancelScope()  # the watchdog's: its deadline is the step's
-        self.ended: str | None = None  # "timed_out" or "cancelled": why the pool killed it
+        self.silence = trio.CancelScope()  # the liveness check's: moves on with each message
+        # Why the pool ended it: "timed_out", "cancelled", "unresponsive" or "retired".
+        self.ended: str | None = None
         self.process: ProcessHandle | None = None
 
     @property
@@ -138,52 +148,30 @@ class Pool:
             await self.serve(worker)
 
     def give_back(self, worker: Worker) -> None:
-        """After a worker died: fail the step it ran, requeue the ones it had not started."""
+        """After a worker died: fail the step it ran, requeue the ones it had not reported."""
         process = worker.process
+        assert process is not None
+        ledger = Ledger.read(self.coordinator.run_msg.run_dir, process.pid)
+        running = ledger[1] if ledger is not None and ledger[0] != Ledger.DONE else None
+        timed_out = worker.ended == "timed_out" or (
+            ledger is not None and ledger[0] == Ledger.TIMED_OUT
+        )
         deliver = self.coordinator.deliver
         duration = time.perf_counter() - worker.started_at if worker.current else 0.0
-        # A worker runs its steps in the order it got them: the first one it holds may be
-        # running even if its StepStarted had not arrived (it may even be why the worker died).
-        current = worker.current or next(iter(worker.held), None)
         for step_id, start in list(worker.held.items()):
             if step_id not in worker.held:  # a follower forgotten with its failed upstream
                 continue
-            if step_id != current:
+            if step_id != running:
                 deliver(Requeue(step_id))
             elif worker.ended == "cancelled":
+                reason = self.coordinator.cancel_reason or "cancelled"
                 deliver(
                     StepCancelled(
-                        step=step_id,
-                        attempt=start.attempt,
-                        reason=self.coordinator.cancel_reason or "cancelled",
-                        duration_s=duration,
-                    )
-                )
-            elif worker.ended == "timed_out":
-                limit = self.coordinator.steps[step_id].timeout
-                error = ErrorInfo(
-                    type="StepTimeout", message=f"step {step_id!r} timed out after {limit:g} s"
-                )
-                deliver(
-                    StepFailed(
-                        step=step_id,
-                        attempt=start.attempt,
-                        error=error,
-                        duration_s=duration,
-                        timed_out=True,
+                        step=step_id, attempt=start.attempt, reason=reason, duration_s=duration
                     )
                 )
             else:
-                assert process is not None
-                message = process_death(process.returncode, process.pid).replace(
-                    "step process", f"worker process ({worker.name})"
-                )
-                error = ErrorInfo(type="ProcessDied", message=message)
-                deliver(
-                    StepFailed(
-                        step=step_id, attempt=start.attempt, error=error, duration_s=duration
-                    )
-                )
+                deliver(self.failure(worker, process, start, duration, timed_out=timed_out))
         worker.held.clear()
         worker.batches.clear()
         worker.current = None
@@ -191,6 +179,39 @@ class Pool:
         worker.ended = None
         worker.outbox_send, worker.outbox = trio.open_memory_channel[tuple[StartStep, ...]](
             math.inf
+        )
+
+    def failure(
+        self,
+        worker: Worker,
+        process: ProcessHandle,
+        start: StartStep,
+        duration: float,
+        *,
+        timed_out: bool,
+    ) -> StepFailed:
+        """The failure of ``start``, the step ``worker`` was running when it ended."""
+        role = f"worker process ({worker.name})"
+        if timed_out:
+            error = ErrorInfo(
+                type="StepTimeout",
+                message=f"step {start.step!r} timed out after {start.timeout:g} s",
+            )
+        elif worker.ended == "unresponsive":
+            message = (
+                f"{role} {process.pid} stopped answering (no heartbeat for {LIVENESS:g} s): killed"
+            )
+            error = ErrorInfo(type="Unresponsive", message=message)
+        else:
+            error = ErrorInfo(
+                type="ProcessDied", message=process_death(process.returncode, process.pid, role)
+            )
+        return StepFailed(
+            step=start.step,
+            attempt=start.attempt,
+            error=error,
+            duration_s=duration,
+            timed_out=timed_out,
         )
 
     async def serve(self, worker: Worker) -> None:
@@ -209,6 +230,7 @@ class Pool:
 
                     tasks.start_soon(watch)
                     tasks.start_soon(self.watchdog, worker, process)
+                    tasks.start_soon(self.liveness, worker, process)
                     async with (
                         portal.open_context(step_endpoint.serve) as (ctx, _pid),
                         ctx.open_stream() as stream,
@@ -226,13 +248,16 @@ class Pool:
     async def feed(self, worker: Worker, stream: Any) -> None:
         """Send the worker's batches in order."""
         secret = self.coordinator.run_msg.secret
+        run_dir = self.coordinator.run_msg.run_dir
         async for starts in worker.outbox:
-            await stream.send(protocol.encode(protocol.StartBatch(secret=secret, steps=starts)))
+            batch = protocol.StartBatch(secret=secret, steps=starts, run_dir=run_dir)
+            await stream.send(protocol.encode(batch))
 
     async def read(self, worker: Worker, stream: Any) -> None:
         """Route the worker's results: starts become events, outcomes go to the coordinator."""
         coordinator = self.coordinator
         async for raw in stream:
+            worker.silence.deadline = trio.current_time() + LIVENESS
             message = protocol.from_step.decode(raw)
             items = message.results if isinstance(message, protocol.ResultBatch) else (message,)
             for item in items:
@@ -240,11 +265,19 @@ class Pool:
                     worker.current = item.step
                     worker.started_at = time.perf_counter()
                     limit = coordinator.steps[item.step].timeout
-                    worker.deadline = None if limit is None else trio.current_time() + limit
+                    worker.deadline = (
+                        None if limit is None else trio.current_time() + limit + BACKSTOP
+                    )
                     worker.timer.deadline = worker.deadline or math.inf
                     coordinator.emit(item)
                 elif isinstance(item, protocol.Heartbeat):
                     continue
+                elif isinstance(item, Retiring):
+                    worker.ended = "retired"
+                    worker.ready = False
+                    item_process = worker.process
+                    if item_process is not None:
+                        item_process.kill()
                 else:
                     worker.finished(item.step)
                     coordinator.deliver(item)
@@ -259,6 +292,14 @@ class Pool:
                 worker.ended = "timed_out"
                 process.kill()
                 return
+
+    async def liveness(self, worker: Worker, process: ProcessHandle) -> None:
+        """Kill the worker when it has sent nothing for LIVENESS seconds (not a heartbeat)."""
+        with trio.CancelScope(deadline=trio.current_time() + LIVENESS) as worker.silence:
+            await trio.sleep_forever()
+        if process.poll() is None:
+            worker.ended = "unresponsive"
+            process.kill()
 
 
 class Plan:

@@ -8,16 +8,19 @@ events. When the block exits, every actor process of the run is gone.
 
 from __future__ import annotations
 
+import shutil
 import socket
+import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from typing import Any
 
+import msgspec
 import tractor
 import trio
 
 from mcpp import protocol
-from mcpp.actors import coordinator
+from mcpp.actors import contain, coordinator
 from mcpp.actors.launch import child_process, process_death, stop_actor
 from mcpp.actors.runtimevars import set_secret
 from mcpp.errors import RunError
@@ -122,7 +125,26 @@ async def open_run(run: RunWorkflow) -> AsyncIterator[RunChannel]:
 
 @asynccontextmanager
 async def open_tree(run: RunWorkflow) -> AsyncIterator[RunChannel]:
-    """:func:`open_run` without the error unboxing."""
+    """:func:`open_run` without the error unboxing.
+
+    The run gets a private folder (0700) for the files its actors share, removed at the end.
+    In a process that :func:`mcpp.actors.contain.become_subreaper` made a subreaper (the CLI's
+    supervisor), every child but the coordinator is an orphan of the run and is ended, and
+    nothing of the run is left when this returns.
+    """
+    run_dir = tempfile.mkdtemp(prefix="mcpp-run-")
+    try:
+        async with open_actors(msgspec.structs.replace(run, run_dir=run_dir)) as channel:
+            yield channel
+    finally:
+        if contain.is_subreaper():
+            await trio.to_thread.run_sync(contain.end_descendants)
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+@asynccontextmanager
+async def open_actors(run: RunWorkflow) -> AsyncIterator[RunChannel]:
+    """Start the root actor and the coordinator for ``run``; yield its RunChannel."""
     set_secret(run.secret)
     async with (
         tractor.open_root_actor(
@@ -146,6 +168,8 @@ async def open_tree(run: RunWorkflow) -> AsyncIterator[RunChannel]:
                     watch_nursery.cancel_scope.cancel()
 
                 watch_nursery.start_soon(watch)
+                if contain.is_subreaper():
+                    watch_nursery.start_soon(contain.sweep, lambda: {process.pid})
                 async with (
                     portal.open_context(coordinator.coordinate) as (ctx, _pid),
                     ctx.open_stream() as stream,
@@ -156,6 +180,5 @@ async def open_tree(run: RunWorkflow) -> AsyncIterator[RunChannel]:
         finally:
             await stop_actor(portal, process)
         if died:
-            raise RunError(
-                "the coordinator died: " + process_death(process.returncode, process.pid)
-            )
+            death = process_death(process.returncode, process.pid, "coordinator process")
+            raise RunError(f"the coordinator died: {death}")

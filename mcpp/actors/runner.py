@@ -4,6 +4,13 @@ The worker's event loop stays free while a step runs, so it keeps reading batche
 each report (``StepStarted``, then the outcome) as soon as it exists; reports that pile up while
 a send is under way leave together in one ``ResultBatch``. Sync steps run in the runner thread;
 async steps run in the worker's event loop while the runner thread waits for them.
+
+Between steps the runner ends every process the step left behind, and puts back the
+process-wide state it changed (:mod:`mcpp.actors.hygiene`). A :class:`Ledger` file in the run's
+folder names the step that is running, so that if the worker dies its pool fails that step
+alone and gives the others back. A watchdog thread enforces each step's timeout even when the
+step blocks the event loop: it records the timeout in the ledger, ends the step's processes and
+exits the worker.
 """
 
 from __future__ import annotations
@@ -18,20 +25,74 @@ from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
 
+import msgspec
 import trio
 
 from mcpp import protocol
-from mcpp.protocol import StartStep, StepFailed, StepStarted, StepSucceeded
+from mcpp.actors import contain
+from mcpp.actors.hygiene import ProcessState, Unrestorable
+from mcpp.protocol import Retiring, StartStep, StepFailed, StepStarted, StepSucceeded
 
-__all__ = ["START_DELAY", "BatchRunner"]
+__all__ = ["EXIT_TIMED_OUT", "START_DELAY", "BatchRunner", "Ledger"]
 
 START_DELAY = 0.002
+EXIT_TIMED_OUT = 75
+
+
+class Ledger:
+    """A worker's record of the step it runs, in ``RUN_DIR/worker-PID``: one small file.
+
+    States: ``R`` running, ``D`` between steps, ``T`` timed out (the worker is exiting).
+    """
+
+    RUNNING = b"R"
+    DONE = b"D"
+    TIMED_OUT = b"T"
+
+    def __init__(self, run_dir: str | None, pid: int) -> None:
+        self.fd: int | None = None
+        if run_dir is not None:
+            path = self.path(run_dir, pid)
+            self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+
+    @staticmethod
+    def path(run_dir: str, pid: int) -> str:
+        """The ledger file of worker ``pid``."""
+        return os.path.join(run_dir, f"worker-{pid}")
+
+    def write(self, state: bytes, step: str = "") -> None:
+        """Record ``state`` for ``step`` (one ``pwrite``: a reader sees all of it or none)."""
+        if self.fd is not None:
+            name = step.encode()
+            os.pwrite(self.fd, state + len(name).to_bytes(4, "big") + name, 0)
+
+    @classmethod
+    def read(cls, run_dir: str | None, pid: int) -> tuple[bytes, str] | None:
+        """The last state and step recorded by worker ``pid``, or None; removes the file."""
+        if run_dir is None:
+            return None
+        path = cls.path(run_dir, pid)
+        try:
+            with open(path, "rb") as file:
+                data = file.read()
+            os.unlink(path)
+        except OSError:
+            return None
+        if len(data) < 5:
+            return None
+        size = int.from_bytes(data[1:5], "big")
+        return data[:1], data[5 : 5 + size].decode(errors="replace")
 
 
 class BatchRunner:
     """Run submitted steps one at a time in a daemon thread; stream reports with ``send``."""
 
-    def __init__(self, send: Callable[[bytes], Awaitable[None]], error_info: Any) -> None:
+    def __init__(
+        self,
+        send: Callable[[bytes], Awaitable[None]],
+        error_info: Any,
+        run_dir: str | None = None,
+    ) -> None:
         self.send = send
         self.error_info = error_info
         self.token = trio.lowlevel.current_trio_token()
@@ -40,7 +101,13 @@ class BatchRunner:
         self.wake = trio.Event()
         self.wake_pending = False
         self.pid = os.getpid()
+        self.ledger = Ledger(run_dir, self.pid)
+        self.state = ProcessState()
+        self.state.snapshot_handlers()  # built in the event loop's thread, the main one
+        self.clock = threading.Condition()
+        self.deadline: tuple[str, float] | None = None
         threading.Thread(target=self.work, name="mcpp-step-runner", daemon=True).start()
+        threading.Thread(target=self.watchdog, name="mcpp-step-watchdog", daemon=True).start()
 
     def submit(self, start: StartStep) -> None:
         """Queue ``start`` to run after everything submitted before it."""
@@ -75,10 +142,60 @@ class BatchRunner:
                 batch = protocol.ResultBatch(results=tuple(items))
                 await self.send(protocol.encode(batch))
 
+    def watchdog(self) -> None:
+        """The watchdog thread: exit the worker when the running step passes its timeout.
+
+        It runs apart from the event loop, so an async step that blocks the loop is stopped
+        too. The ledger says which step timed out; the step's processes are ended first.
+        """
+        with self.clock:
+            while True:
+                if self.deadline is None:
+                    self.clock.wait()
+                    continue
+                step, deadline = self.deadline
+                left = deadline - time.monotonic()
+                if left > 0:
+                    self.clock.wait(left)
+                    continue
+                self.ledger.write(Ledger.TIMED_OUT, step)
+                contain.end_descendants()
+                os._exit(EXIT_TIMED_OUT)
+
+    def set_deadline(self, start: StartStep | None) -> None:
+        """Arm the watchdog for ``start`` (None: no step is running)."""
+        with self.clock:
+            if start is None or start.timeout is None:
+                self.deadline = None
+            else:
+                self.deadline = (start.step, time.monotonic() + start.timeout)
+                self.clock.notify()
+
+    async def run_async(self, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
+        """Await an async step in the event loop; put back the signal handlers it changed."""
+        try:
+            return await fn(**kwargs)
+        finally:
+            self.state.restore_handlers()
+
+    def tidy(self) -> tuple[int, bool]:
+        """After a step: end its processes, put back what it changed.
+
+        Returns how many processes were ended, and whether the worker must retire (something
+        could not be put back).
+        """
+        ended = contain.end_descendants() if self.children.any() else 0
+        try:
+            self.state.restore()
+        except Unrestorable:
+            return ended, True
+        return ended, False
+
     def work(self) -> None:
         """The runner thread: run each submitted step and report its start and outcome."""
         from mcpp.targets import resolve
 
+        self.children = contain.ChildWatch((self.pid, threading.get_native_id()))
         functions: dict[str, Callable[..., Any]] = {}
         kept: dict[str, bytes] = {}  # results kept for a follower (StartStep.keep)
         while True:
@@ -88,10 +205,13 @@ class BatchRunner:
                 upstream = kept.pop(start.after, None)
                 if upstream is None:  # its upstream did not succeed here: not ours to run
                     continue
+            self.ledger.write(Ledger.RUNNING, start.step)
+            self.set_deadline(start)
             self.report(
                 StepStarted(step=start.step, attempt=start.attempt, pid=self.pid, at=time.time())
             )
             began = time.perf_counter()
+            outcome: StepSucceeded | StepFailed
             try:
                 fn = functions.get(start.target)
                 if fn is None:
@@ -102,27 +222,35 @@ class BatchRunner:
                 if start.after is not None and upstream is not None:
                     kwargs[start.after] = protocol.decode_value(upstream)
                 if inspect.iscoroutinefunction(fn):
-                    value = trio.from_thread.run(partial(fn, **kwargs), trio_token=self.token)
+                    value = trio.from_thread.run(
+                        partial(self.run_async, fn, kwargs), trio_token=self.token
+                    )
                 else:
                     value = fn(**kwargs)
                 result = protocol.encode_value(value, step=start.step)
             except Exception as exc:
-                self.report(
-                    StepFailed(
-                        step=start.step,
-                        attempt=start.attempt,
-                        error=self.error_info(exc),
-                        duration_s=time.perf_counter() - began,
-                    )
+                outcome = StepFailed(
+                    step=start.step,
+                    attempt=start.attempt,
+                    error=self.error_info(exc),
+                    duration_s=time.perf_counter() - began,
                 )
             else:
                 if start.keep:
                     kept[start.step] = bytes(result)
-                self.report(
-                    StepSucceeded(
-                        step=start.step,
-                        attempt=start.attempt,
-                        result=result,
-                        duration_s=time.perf_counter() - began,
-                    )
+                outcome = StepSucceeded(
+                    step=start.step,
+                    attempt=start.attempt,
+                    result=result,
+                    duration_s=time.perf_counter() - began,
                 )
+            self.set_deadline(None)
+            ended, retire = self.tidy()
+            self.ledger.write(Ledger.DONE)
+            if ended:
+                outcome = msgspec.structs.replace(outcome, ended_processes=ended)
+            self.report(outcome)
+            if retire:
+                reason = f"step {start.step!r} changed process state that cannot be restored"
+                self.report(Retiring(pid=self.pid, reason=reason))
+                return

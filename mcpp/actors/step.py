@@ -21,6 +21,7 @@ import tractor
 import trio
 
 from mcpp import protocol
+from mcpp.actors import contain
 from mcpp.actors.parentwatch import watch_parent
 from mcpp.actors.runner import BatchRunner
 from mcpp.actors.runtimevars import known_secret
@@ -29,7 +30,7 @@ from mcpp.protocol import CancelStep, ErrorInfo, StartBatch, StartStep
 
 __all__ = ["HEARTBEAT_INTERVAL", "run_start", "serve"]
 
-HEARTBEAT_INTERVAL = 2.0
+HEARTBEAT_INTERVAL = 1.0
 
 
 INTERNAL_PATHS = tuple(
@@ -73,6 +74,7 @@ async def call(start: StartStep) -> msgspec.Raw:
 async def run_start(start: StartStep, send: Any, running: dict[str, trio.CancelScope]) -> None:
     """Run one attempt and send StepStarted, then StepSucceeded or StepFailed.
 
+    Processes the step left running are ended before the outcome is sent, and counted in it.
     Sends nothing more if the attempt is cancelled (the coordinator records that itself).
     """
     began = time.perf_counter()
@@ -83,7 +85,7 @@ async def run_start(start: StartStep, send: Any, running: dict[str, trio.CancelS
             )
         )
     )
-    outcome: protocol.Message | None = None
+    outcome: protocol.StepSucceeded | protocol.StepFailed | None = None
     with trio.CancelScope() as scope:
         running[start.step] = scope
         try:
@@ -105,6 +107,9 @@ async def run_start(start: StartStep, send: Any, running: dict[str, trio.CancelS
         finally:
             running.pop(start.step, None)
     if outcome is not None and not scope.cancelled_caught:
+        ended = await trio.to_thread.run_sync(contain.end_descendants)
+        if ended:
+            outcome = msgspec.structs.replace(outcome, ended_processes=ended)
         await send(protocol.encode(outcome))
 
 
@@ -129,8 +134,12 @@ async def serve(ctx: tractor.Context) -> None:
 
     Every message must carry this run's secret: one without it raises ProtocolError in this
     context (its sender sees the error), before any code is resolved or run.
+
+    The actor is a child subreaper: whatever a step starts stays its descendant, and is ended
+    when the step's attempt ends and, at the latest, when this context ends.
     """
     actor = tractor.current_actor()
+    contain.become_subreaper()
     watch_parent(forked=actor._spawn_method == "forkserver")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor alone handles Ctrl-C
     if ctx.chan is not actor._parent_chan:
@@ -140,6 +149,16 @@ async def serve(ctx: tractor.Context) -> None:
     secret = known_secret()
     await ctx.started(os.getpid())
     running: dict[str, trio.CancelScope] = {}
+    try:
+        await serve_stream(ctx, secret, running)
+    finally:
+        contain.end_descendants()  # blocking on purpose: nothing else may run meanwhile
+
+
+async def serve_stream(
+    ctx: tractor.Context, secret: str | None, running: dict[str, trio.CancelScope]
+) -> None:
+    """:func:`serve`'s loop over the stream."""
     runner: BatchRunner | None = None
     async with ctx.open_stream() as stream, trio.open_nursery() as nursery:
         nursery.start_soon(heartbeat, stream.send, running)
@@ -155,7 +174,7 @@ async def serve(ctx: tractor.Context) -> None:
                     for start in message.steps:
                         protocol.check_secret(start, secret)
                     if runner is None:
-                        runner = BatchRunner(stream.send, error_info)
+                        runner = BatchRunner(stream.send, error_info, message.run_dir)
                         nursery.start_soon(runner.flush)
                     for start in message.steps:
                         runner.submit(start)

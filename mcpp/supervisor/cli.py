@@ -4,7 +4,23 @@ Exit codes: 0 every step succeeded; 1 a step failed, timed out or was skipped; 2
 workflow or usage; 130 interrupted (Ctrl-C, SIGTERM).
 """
 
+# ruff: noqa: E402 (the SIGTERM handler is installed before the imports)
 from __future__ import annotations
+
+import os
+import signal
+import threading
+
+
+def _sigterm_as_sigint(signum: int, frame: object) -> None:
+    """SIGTERM means what Ctrl-C means: the run is cancelled, the exit code is 130."""
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+# The command line owns its process: from its first lines on (before the imports below take
+# their half second), SIGTERM ends it like Ctrl-C, never with the default -15.
+if threading.current_thread() is threading.main_thread():
+    signal.signal(signal.SIGTERM, _sigterm_as_sigint)
 
 import argparse
 import sys
@@ -32,6 +48,7 @@ __all__ = ["EXIT_INTERRUPTED", "EXIT_USAGE", "main", "parser"]
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+RUNS_WORKFLOWS = frozenset({"spawn", "resume"})
 
 
 def parser() -> argparse.ArgumentParser:
@@ -119,6 +136,12 @@ def spawn_command(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     args = parser().parse_args(argv)
+    if args.command in RUNS_WORKFLOWS:
+        # The supervisor is a subreaper: what the run's actors leave behind when they die
+        # re-parents to it, and it ends those processes (mcpp.actors.contain).
+        from mcpp.actors import contain
+
+        contain.become_subreaper()
     try:
         code: int = args.func(args)
     except WorkflowError as exc:

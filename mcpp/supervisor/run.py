@@ -17,7 +17,7 @@ import msgspec
 import trio
 
 from mcpp import protocol, stepcache
-from mcpp.actors import open_run
+from mcpp.actors import RunChannel, open_run
 from mcpp.cache import default_path
 from mcpp.results import RunRecorder, RunResult
 from mcpp.spec import WorkflowSpec
@@ -26,6 +26,27 @@ __all__ = ["EventHook", "new_run_id", "run_spec"]
 
 EventHook = Callable[[RunRecorder, Any], None]
 INTERRUPT_GRACE = 10.0
+
+
+async def watch_signals(
+    run_scope: trio.CancelScope,
+    opened: list[RunChannel],
+    interrupted: list[str],
+    task_status: Any = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Task: the first SIGINT or SIGTERM cancels the run (through its channel once open) and
+    gives it INTERRUPT_GRACE seconds to end; the next one stops waiting at once. Later ones
+    are ignored, so the result document is still written."""
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for signum in signals:
+            if interrupted:
+                run_scope.cancel()
+                continue
+            interrupted.append(signal.Signals(signum).name)
+            run_scope.deadline = trio.current_time() + INTERRUPT_GRACE
+            if opened:
+                await opened[0].cancel(f"interrupted by {interrupted[0]}")
 
 
 def new_run_id() -> str:
@@ -68,25 +89,19 @@ async def run_spec(
         identities=identities,
     )
     interrupted: list[str] = []
-    async with open_run(message) as channel, trio.open_nursery() as nursery:
-        if handle_signals:
-
-            async def on_signals() -> None:
-                with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-                    async for signum in signals:
-                        name = signal.Signals(signum).name
-                        if interrupted:
-                            nursery.cancel_scope.cancel()
-                            return
-                        interrupted.append(name)
-                        await channel.cancel(f"interrupted by {name}")
-                        nursery.cancel_scope.deadline = trio.current_time() + INTERRUPT_GRACE
-
-            nursery.start_soon(on_signals)
-        async for event in channel.events():
-            recorder.apply(event)
-            if on_event is not None:
-                on_event(recorder, event)
+    opened: list[RunChannel] = []
+    async with trio.open_nursery() as nursery:
+        with trio.CancelScope() as run_scope:
+            if handle_signals:
+                await nursery.start(watch_signals, run_scope, opened, interrupted)
+            async with open_run(message) as channel:
+                opened.append(channel)
+                if interrupted:  # a signal came while the actors were starting
+                    await channel.cancel(f"interrupted by {interrupted[0]}")
+                async for event in channel.events():
+                    recorder.apply(event)
+                    if on_event is not None:
+                        on_event(recorder, event)
         nursery.cancel_scope.cancel()
     if interrupted:
         for record in recorder.steps.values():
