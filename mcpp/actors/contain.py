@@ -51,22 +51,23 @@ PR_SET_CHILD_SUBREAPER = 36
 _subreaper = False
 
 
-def become_subreaper() -> bool:
+def become_subreaper(*, sweep: bool = True) -> bool:
     """Make this process a child subreaper; return False where the system cannot.
 
-    Only processes mcpp owns call it: a subreaper ends the children it did not start
-    (:func:`sweep`), which a user's own program could not allow.
+    Only processes mcpp owns call it: with ``sweep``, a run supervised here ends the children
+    it did not start (:func:`is_subreaper`), which a user's own program could not allow.
     """
     global _subreaper
     if not sys.platform.startswith("linux"):
         return False
     libc = ctypes.CDLL(None, use_errno=True)
-    _subreaper = bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
-    return _subreaper
+    done = bool(libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0)
+    _subreaper = _subreaper or (done and sweep)
+    return done
 
 
 def is_subreaper() -> bool:
-    """True if :func:`become_subreaper` made this process a subreaper."""
+    """True if :func:`become_subreaper` made this process a subreaper that sweeps."""
     return _subreaper
 
 

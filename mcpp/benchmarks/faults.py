@@ -1,17 +1,23 @@
 """Fault detection: how long until a failure is in the run result, and what is left behind.
 
-Three faults, each in a one-step run:
+Five faults, each in a one-step run:
 
 * ``raise``: the step raises; the time of the raise travels in the exception's message.
 * ``timeout``: the step sleeps past its ``timeout``; measured from the step's start (the
   ``StepStarted`` time) plus the timeout. Includes stopping the step's process.
 * ``sigkill``: the step's process is SIGKILLed (by this process, when ``StepStarted`` arrives).
+* ``shell_timeout``: the step waits on a ``sleep`` child process past its ``timeout``; measured
+  as ``timeout``. The ``sleep`` must be ended with the step.
+* ``daemon``: the step starts a double-forked daemon and returns; measured from its return
+  until its success is recorded (mcpp ends the daemon in between).
 
-``detect_ms`` ends when the supervisor records the step's failure (the ``on_event`` hook).
+``detect_ms`` ends when the supervisor records the step's outcome (the ``on_event`` hook).
 ``processes_left`` counts this process's new descendants right after the run returns; it must
-be 0. The baseline runs the same faults on a one-worker ProcessPoolExecutor: ``future``
-exception for a raise and a kill (BrokenProcessPool), ``concurrent.futures.wait(timeout=)`` for
-a timeout (measured from submission; the stuck worker is then killed, as mcpp does).
+be 0. This process is a child subreaper, so a step's orphans and daemons are its descendants
+too, as they would be under an init; they are ended after being counted. The baseline runs the
+same faults on a one-worker ProcessPoolExecutor: ``future`` exception for a raise and a kill
+(BrokenProcessPool), ``concurrent.futures.wait(timeout=)`` for a timeout (measured from
+submission; the stuck worker is then killed, as mcpp does).
 
     python -m mcpp.benchmarks.faults [--step-timeout S] [--repeat R] [--json]
 """
@@ -27,6 +33,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mcpp import protocol
+from mcpp.actors import contain
 from mcpp.benchmarks import report, workloads
 from mcpp.benchmarks.common import (
     BenchmarkError,
@@ -53,7 +60,7 @@ __all__ = [
     "parser",
 ]
 
-FAULTS = ("raise", "timeout", "sigkill")
+FAULTS = ("raise", "timeout", "sigkill", "shell_timeout", "daemon")
 SLEEP_S = 120.0
 KILL_AFTER_S = 0.1
 
@@ -73,8 +80,19 @@ def fault_task(fault: str, step_timeout: float) -> Task:
     """The one task of ``fault``."""
     if fault == "raise":
         return Task("fault", workloads.raise_now)
+    if fault == "daemon":
+        return Task("fault", workloads.daemonize, {"seconds": SLEEP_S})
+    if fault == "shell_timeout":
+        return Task("fault", workloads.shell_sleep, {"seconds": SLEEP_S}, timeout=step_timeout)
     limit = step_timeout if fault == "timeout" else None
     return Task("fault", workloads.sleep, {"seconds": SLEEP_S}, timeout=limit)
+
+
+def leftovers(before: set[int]) -> int:
+    """Count the new descendants of this process, then end them; return the count."""
+    left = descendants() - before
+    contain.end(lambda: left, grace=0)
+    return len(left)
 
 
 def fault_mcpp(
@@ -91,19 +109,28 @@ def fault_mcpp(
             if fault == "sigkill":
                 began["kill"] = time.time()
                 os.kill(event.pid, signal.SIGKILL)
+        elif isinstance(event, protocol.StepSucceeded) and fault == "daemon":
+            detected.append(now - float(protocol.decode_value(event.result)))
         elif isinstance(event, protocol.StepFailed) and not event.will_retry:
             if fault == "raise":
                 detected.append(now - float(event.error.message))
-            elif fault == "timeout" and "at" in began:
+            elif fault in ("timeout", "shell_timeout") and "at" in began:
                 detected.append(now - (began["at"] + step_timeout))
             else:
                 detected.append(now - began["kill"])
 
     spec = to_spec([fault_task(fault, step_timeout)], name=f"fault-{fault}", mode=mode, workers=1)
     before = descendants()
-    result, _ = run_mcpp(spec, timeout=timeout, on_event=on_event, expect="failed")
-    left = len(descendants() - before)
-    expected = "timed_out" if fault == "timeout" else "failed"
+    expected = {"timeout": "timed_out", "shell_timeout": "timed_out", "daemon": "succeeded"}.get(
+        fault, "failed"
+    )
+    result, _ = run_mcpp(
+        spec,
+        timeout=timeout,
+        on_event=on_event,
+        expect="failed" if expected != "succeeded" else expected,
+    )
+    left = leftovers(before)
     if result.steps["fault"].status != expected:
         raise BenchmarkError(f"fault {fault!r}: the step ended {result.steps['fault'].status}")
     if not detected:
@@ -136,7 +163,10 @@ def fault_baseline(fault: str, step_timeout: float) -> tuple[float, int]:
         if fault == "raise":
             exc = future.exception()
             took = time.time() - float(str(exc))
-        elif fault == "timeout":
+        elif fault == "daemon":
+            returned = float(future.result())
+            took = time.time() - returned
+        elif fault in ("timeout", "shell_timeout"):
             cf.wait([future], timeout=step_timeout)
             took = time.time() - (submitted + step_timeout)
             os.kill(pid, signal.SIGKILL)
@@ -146,15 +176,19 @@ def fault_baseline(fault: str, step_timeout: float) -> tuple[float, int]:
             os.kill(pid, signal.SIGKILL)
             future.exception()
             took = time.time() - killed
-    return 1000 * took, len(descendants() - before)
+    return 1000 * took, leftovers(before)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print its document; return the exit code."""
     args = parser().parse_args(argv)
+    contain.become_subreaper(sweep=False)
     notes: dict[str, Any] = {
         "detect_ms": "from the fault until the run result records it",
-        "processes_left": "new descendants of the benchmark right after each run; must be 0",
+        "processes_left": (
+            "new descendants of the benchmark (a subreaper, so orphans count) right after "
+            "each run; must be 0"
+        ),
     }
     figures: dict[str, Any] = {}
     for mode, reason in selected_modes(args, notes).items():

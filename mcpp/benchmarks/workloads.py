@@ -9,10 +9,21 @@ tractor: the baseline's worker processes stay as light as a plain ``ProcessPoolE
 from __future__ import annotations
 
 import os
+import subprocess
 import time
 from typing import Any
 
-__all__ = ["getpid", "make_bytes", "noop", "raise_now", "relay", "sleep", "spin"]
+__all__ = [
+    "daemonize",
+    "getpid",
+    "make_bytes",
+    "noop",
+    "raise_now",
+    "relay",
+    "shell_sleep",
+    "sleep",
+    "spin",
+]
 
 
 def noop(**upstream: Any) -> None:
@@ -52,3 +63,23 @@ def raise_now(**upstream: Any) -> None:
 def getpid(**upstream: Any) -> int:
     """Return the process id of the process that runs the call."""
     return os.getpid()
+
+
+def shell_sleep(seconds: float, **upstream: Any) -> None:
+    """Run ``sleep SECONDS`` as a child process and wait for it (a step that shells out)."""
+    subprocess.run(["sleep", str(seconds)], check=True)
+
+
+def daemonize(seconds: float, **upstream: Any) -> str:
+    """Start a daemon (fork, setsid, fork, exec ``sleep SECONDS``) and return at once.
+
+    Returns the wall-clock time (``time.time()``) of the return, as text.
+    """
+    pid = os.fork()
+    if pid == 0:
+        os.setsid()
+        if os.fork() == 0:
+            os.execvp("sleep", ["sleep", str(seconds)])
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return repr(time.time())
