@@ -180,7 +180,7 @@ async def converse(
         ):
             await stream.send(protocol.encode(start))
             async for raw in stream:
-                silence = trio.CancelScope(deadline=trio.current_time() + LIVENESS)
+                silence.deadline = trio.current_time() + LIVENESS
                 message = protocol.from_step.decode(raw)
                 match message:
                     case StepStarted():
