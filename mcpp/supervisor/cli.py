@@ -4,23 +4,7 @@ Exit codes: 0 every step succeeded; 1 a step failed, timed out or was skipped; 2
 workflow or usage; 130 interrupted (Ctrl-C, SIGTERM).
 """
 
-# ruff: noqa: E402 (the SIGTERM handler is installed before the imports)
 from __future__ import annotations
-
-import os
-import signal
-import threading
-
-
-def _sigterm_as_sigint(signum: int, frame: object) -> None:
-    """SIGTERM means what Ctrl-C means: the run is cancelled, the exit code is 130."""
-    os.kill(os.getpid(), signal.SIGINT)
-
-
-# The command line owns its process: from its first lines on (before the imports below take
-# their half second), SIGTERM ends it like Ctrl-C, never with the default -15.
-if threading.current_thread() is threading.main_thread():
-    signal.signal(signal.SIGTERM, _sigterm_as_sigint)
 
 import argparse
 import sys
@@ -36,6 +20,7 @@ from mcpp.errors import MCPPError, WorkflowError
 from mcpp.loader import dump_plan
 from mcpp.params import parse_param_texts
 from mcpp.spec import WorkflowSpec
+from mcpp.supervisor import signals as early
 from mcpp.supervisor.cache_cli import add_cache
 from mcpp.supervisor.durable import add_resume, add_status, run_journalled
 from mcpp.supervisor.events import open_event_hook
@@ -136,6 +121,8 @@ def spawn_command(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code."""
     args = parser().parse_args(argv)
+    if early.pending:  # interrupted before anything ran
+        return EXIT_INTERRUPTED
     if args.command in RUNS_WORKFLOWS:
         # The supervisor is a subreaper: what the run's actors leave behind when they die
         # re-parents to it, and it ends those processes (mcpp.actors.contain).

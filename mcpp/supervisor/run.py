@@ -21,6 +21,7 @@ from mcpp.actors import RunChannel, open_run
 from mcpp.cache import default_path
 from mcpp.results import RunRecorder, RunResult
 from mcpp.spec import WorkflowSpec
+from mcpp.supervisor import signals as early
 
 __all__ = ["EventHook", "new_run_id", "run_spec"]
 
@@ -36,8 +37,12 @@ async def watch_signals(
 ) -> None:
     """Task: the first SIGINT or SIGTERM cancels the run (through its channel once open) and
     gives it INTERRUPT_GRACE seconds to end; the next one stops waiting at once. Later ones
-    are ignored, so the result document is still written."""
+    are ignored, so the result document is still written. A signal the CLI's early handler
+    kept (:mod:`mcpp.supervisor.signals`) counts as the first."""
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        if early.pending:
+            interrupted.append(signal.Signals(early.pending[0]).name)
+            run_scope.deadline = trio.current_time() + INTERRUPT_GRACE
         task_status.started()
         async for signum in signals:
             if interrupted:

@@ -1,0 +1,30 @@
+"""Ctrl-C and SIGTERM that arrive before a run can act on them.
+
+The command line installs :func:`remember` for SIGINT and SIGTERM in its first lines, before
+its imports take their half second: a signal then is kept in :data:`pending` instead of ending
+the process with -15 or a KeyboardInterrupt traceback from the middle of an import. The CLI
+exits 130 if one came before a run started; a run that starts treats one as its first
+interrupt (:func:`mcpp.supervisor.run.watch_signals`). This module imports nothing of mcpp.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from types import FrameType
+
+__all__ = ["install", "pending", "remember"]
+
+pending: list[int] = []
+
+
+def remember(signum: int, frame: FrameType | None) -> None:
+    """The early handler: note the signal."""
+    pending.append(signum)
+
+
+def install() -> None:
+    """Keep SIGINT and SIGTERM in :data:`pending` from now on (main thread only)."""
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, remember)
