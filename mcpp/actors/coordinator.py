@@ -92,6 +92,7 @@ class Coordinator:
         # Followers handed to a worker before their upstream succeeded, and the reverse link.
         self.following: dict[str, tuple[str, Worker]] = {}
         self.follower: dict[str, str] = {}
+        self.unchained: set[str] = set()  # never sent as followers again (their worker died)
         self.cancel_reason: str | None = None
         self.cancel_cause: str | None = None
         self.events: list[Any] = []
@@ -259,6 +260,7 @@ class Coordinator:
                 or nxt.uses
                 or nxt.cache is not False
                 or nxt.id in self.attempts
+                or nxt.id in self.unchained
                 or self.state.state(nxt.id) is not StepState.PENDING
             ):
                 break
@@ -459,9 +461,7 @@ def start_helpers(run_dir: str | None) -> frozenset[int]:
     from multiprocessing import forkserver, process
 
     if run_dir is not None:
-        helpers_dir = os.path.join(run_dir, "mp")
-        os.makedirs(helpers_dir, mode=0o700, exist_ok=True)
-        process.current_process()._config["tempdir"] = helpers_dir  # type: ignore[attr-defined]
+        process.current_process()._config["tempdir"] = run_dir  # type: ignore[attr-defined]
     compat.use_forkserver(["mcpp.actors.step"])
     forkserver.ensure_running()
     return frozenset(contain.children())

@@ -163,6 +163,11 @@ class Pool:
                 continue
             if step_id != running:
                 deliver(Requeue(step_id))
+            elif start.after is not None and start.after in worker.held:
+                # A follower whose upstream's success was lost with the worker: both run
+                # again, the follower on its own, so that its own outcome can be recorded.
+                self.coordinator.unchained.add(step_id)
+                deliver(Requeue(step_id))
             elif worker.ended == "cancelled":
                 reason = self.coordinator.cancel_reason or "cancelled"
                 deliver(

@@ -100,6 +100,7 @@ class BatchRunner:
         self.reports: deque[Any] = deque()
         self.wake = trio.Event()
         self.wake_pending = False
+        self.sending = trio.Lock()
         self.pid = os.getpid()
         self.ledger = Ledger(run_dir, self.pid)
         self.state = ProcessState()
@@ -135,6 +136,11 @@ class BatchRunner:
                     await self.wake.wait()
                 self.wake = trio.Event()
                 self.wake_pending = False
+            await self.send_reports()
+
+    async def send_reports(self) -> None:
+        """Send every report made so far, as one batch."""
+        async with self.sending:
             items = []
             while self.reports:
                 items.append(self.reports.popleft())
@@ -172,7 +178,12 @@ class BatchRunner:
                 self.clock.notify()
 
     async def run_async(self, fn: Callable[..., Any], kwargs: dict[str, Any]) -> Any:
-        """Await an async step in the event loop; put back the signal handlers it changed."""
+        """Await an async step in the event loop; put back the signal handlers it changed.
+
+        The reports made so far are sent first: an async step that blocks the loop would hold
+        them back, and a worker killed meanwhile would lose them.
+        """
+        await self.send_reports()
         try:
             return await fn(**kwargs)
         finally:
