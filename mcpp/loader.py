@@ -35,10 +35,11 @@ import msgspec
 import msgspec.json
 
 from mcpp import dag, targets
+from mcpp.bounded import read_document
 from mcpp.errors import WorkflowError
 from mcpp.params import parse_param_texts, parse_value, resolve_params
 from mcpp.spec import ActorMode, FailurePolicy, StepSpec, WorkflowSpec
-from mcpp.templates import RENAMED_RUN, Include, Version, include_steps, read_document
+from mcpp.templates import RENAMED_RUN, Include, Version, include_steps
 
 __all__ = ["dump_plan", "load_workflow_spec", "parse_param_overrides"]
 

@@ -36,18 +36,15 @@ from functools import partial
 from typing import Any
 
 import msgspec
-import msgspec.json
-import msgspec.toml
-import msgspec.yaml
 import trio
 
 from mcpp import targets
+from mcpp.bounded import FORMATS, read_document
 from mcpp.errors import WorkflowError
 from mcpp.params import ParamSpec, declare_params
 from mcpp.spec import StepSpec, WorkflowSpec
 
 __all__ = [
-    "FORMATS",
     "RENAMED_RUN",
     "Include",
     "Template",
@@ -56,16 +53,9 @@ __all__ = [
     "call_renamed",
     "default_template_dir",
     "include_steps",
-    "read_document",
     "split_ref",
 ]
 
-FORMATS: dict[str, tuple[str, Callable[[bytes], Any]]] = {
-    ".toml": ("TOML", msgspec.toml.decode),
-    ".json": ("JSON", msgspec.json.decode),
-    ".yaml": ("YAML", msgspec.yaml.decode),
-    ".yml": ("YAML", msgspec.yaml.decode),
-}
 RENAMED_RUN = "mcpp.templates:call_renamed"
 
 _SEMVER = re.compile(
@@ -73,30 +63,6 @@ _SEMVER = re.compile(
     r"(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?"
     r"(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?"
 )
-
-
-def read_document(file: str) -> Any:
-    """Read and decode the workflow file ``file`` (format by suffix) into plain data.
-
-    Raises :class:`~mcpp.errors.WorkflowError` (without the file: callers add it) for an
-    unknown suffix, an unreadable file or invalid TOML/JSON/YAML.
-    """
-    suffix = os.path.splitext(file)[1].lower()
-    if suffix not in FORMATS:
-        raise WorkflowError(
-            f"unknown workflow file format {suffix or '(no suffix)'!r}: "
-            "expected .toml, .json, .yaml or .yml"
-        )
-    kind, decode = FORMATS[suffix]
-    try:
-        with open(file, "rb") as stream:
-            data = stream.read()
-    except OSError as exc:
-        raise WorkflowError(f"cannot read the workflow file: {exc.strerror or exc}") from exc
-    try:
-        return decode(data)
-    except msgspec.DecodeError as exc:
-        raise WorkflowError(f"invalid {kind}: {exc}") from exc
 
 
 @functools.total_ordering
