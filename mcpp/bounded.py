@@ -80,6 +80,8 @@ def read_file(file: str, limit: int = MAX_FILE_BYTES) -> bytes:
         fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError as exc:
         raise WorkflowError(f"cannot read the workflow file: {exc.strerror or exc}") from None
+    except ValueError as exc:  # a NUL in the path
+        raise WorkflowError(f"cannot read the workflow file: {exc}") from None
     try:
         _check_regular(os.fstat(fd).st_mode, file)
         chunks: list[bytes] = []

@@ -7,6 +7,7 @@ workflow or usage; 130 interrupted (Ctrl-C, SIGTERM).
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -19,7 +20,7 @@ from rich.console import Console
 from mcpp.errors import MCPPError, WorkflowError
 from mcpp.loader import dump_plan
 from mcpp.params import parse_param_texts
-from mcpp.spec import WorkflowSpec
+from mcpp.spec import WorkflowSpec, check_spec
 from mcpp.supervisor.cache_cli import add_cache
 from mcpp.supervisor.durable import add_resume, add_status, run_journalled
 from mcpp.supervisor.events import open_event_hook
@@ -64,7 +65,10 @@ def add_spawn(commands: Any) -> None:
     spawn.add_argument("--json", action="store_true", help="print the result as one JSON document")
     spawn.add_argument("--quiet", action="store_true", help="no progress output")
     spawn.add_argument(
-        "--dry-run", action="store_true", help="validate and print the plan, run nothing"
+        "--dry-run",
+        action="store_true",
+        help="validate and print the plan, start no step (imports the step modules to check "
+        "their functions: their top-level code runs)",
     )
     spawn.add_argument(
         "--no-journal", action="store_true", help="do not record the run (no status, no resume)"
@@ -89,7 +93,7 @@ def apply_options(spec: WorkflowSpec, args: argparse.Namespace) -> WorkflowSpec:
         if args.workers < 1:
             raise WorkflowError("--workers must be at least 1", field="workers")
         changes["workers"] = args.workers
-    return msgspec.structs.replace(spec, **changes) if changes else spec
+    return check_spec(msgspec.structs.replace(spec, **changes)) if changes else spec
 
 
 def spawn_command(args: argparse.Namespace) -> int:
@@ -117,7 +121,14 @@ def spawn_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit code."""
+    """Run the command line; return the exit code.
+
+    Text that cannot be encoded for the terminal (a file name of bytes that are not UTF-8) is
+    printed with backslash escapes rather than failing.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     args = parser().parse_args(argv)
     try:
         code: int = args.func(args)
