@@ -127,7 +127,7 @@ def decode_document(data: bytes, kind: str) -> Any:
     except WorkflowError:
         raise
     except (msgspec.DecodeError, yaml.YAMLError, ValueError) as exc:
-        message = str(exc)
+        message = " ".join(str(exc).replace(' in "<byte string>",', "").split())  # one line
         if "integer string conversion" in message:  # int() of 4300+ digits
             message = f"an integer of more than 4300 digits (limit: signed 64-bit, {INT_MAX})"
         raise WorkflowError(f"invalid {kind}: {message}") from None

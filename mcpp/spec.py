@@ -81,7 +81,7 @@ class WorkflowSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
 def check_spec(spec: WorkflowSpec) -> WorkflowSpec:
     """Return ``spec`` if it survives the trip every spec makes to the coordinator, else raise.
 
-    Encodes ``spec`` as MessagePack and decodes it back with every bound checked. Raises
+    Checks every bound, then encodes ``spec`` as MessagePack and decodes it back. Raises
     :class:`~mcpp.errors.WorkflowError` naming the step and field for a value out of range
     (an integer beyond 64 bits, a duration that is not finite or above a week), a value that
     cannot be encoded (an object msgspec does not know, a lone surrogate, nesting beyond the
@@ -93,6 +93,7 @@ def check_spec(spec: WorkflowSpec) -> WorkflowSpec:
         if step.cache is not False:
             parse_ttl(step.cache, step=step.id)
     try:
+        msgspec.convert(msgspec.to_builtins(spec), WorkflowSpec)  # every bound, by field
         msgspec.msgpack.decode(msgspec.msgpack.encode(spec), type=WorkflowSpec)
     except msgspec.ValidationError as exc:
         raise _locate(spec, str(exc)) from None

@@ -136,7 +136,9 @@ class Workflow:
                 {"id": id, "run": target, "depends_on": list(depends_on), **options}, StepSpec
             )
         except msgspec.ValidationError as exc:
-            raise WorkflowError(str(exc), step=id) from None
+            reason, _, where = str(exc).partition(" - at `$.")
+            field = where.rstrip("`").split("[")[0].split(".")[0] or None
+            raise WorkflowError(reason[:1].lower() + reason[1:], step=id, field=field) from None
 
     def spec(self, **overrides: Any) -> WorkflowSpec:
         """Return the validated WorkflowSpec; ``overrides`` replace workflow options.

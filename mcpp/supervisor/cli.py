@@ -102,7 +102,7 @@ def spawn_command(args: argparse.Namespace) -> int:
         spec = load_target(args.file, parse_param_texts(args.param))
         spec = apply_options(spec, args)
     except WorkflowError as exc:
-        print(f"mcpp: invalid workflow: {exc}", file=sys.stderr)
+        print(f"mcpp: invalid workflow: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     if args.dry_run:
         print(dump_plan(spec))
@@ -133,7 +133,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except WorkflowError as exc:
-        print(f"mcpp: invalid workflow: {exc}", file=sys.stderr)
+        print(f"mcpp: invalid workflow: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except MCPPError as exc:
         print(f"mcpp: {exc}", file=sys.stderr)
@@ -141,6 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     return code
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line (a reason may quote text with line breaks)."""
+    return " ".join(str(exc).split())
 
 
 COMMANDS: list[Callable[[Any], None]] = [
