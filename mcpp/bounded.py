@@ -76,12 +76,16 @@ def read_file(file: str, limit: int = MAX_FILE_BYTES) -> bytes:
     regular file (a folder, FIFO, socket or device) or has more than ``limit`` bytes.
     """
     try:
-        _check_regular(os.stat(file).st_mode, file)
-        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+        mode = os.stat(file).st_mode
     except OSError as exc:
         raise WorkflowError(f"cannot read the workflow file: {exc.strerror or exc}") from None
     except ValueError as exc:  # a NUL in the path
         raise WorkflowError(f"cannot read the workflow file: {exc}") from None
+    _check_regular(mode, file)
+    try:
+        fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as exc:
+        raise WorkflowError(f"cannot read the workflow file: {exc.strerror or exc}") from None
     try:
         _check_regular(os.fstat(fd).st_mode, file)
         chunks: list[bytes] = []

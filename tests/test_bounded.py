@@ -361,3 +361,60 @@ def test_a_toml_scan_ignores_brackets_and_dots_in_strings_and_comments() -> None
 def test_yaml_aliases_within_the_limits_are_expanded() -> None:
     doc = decode_document(b"a: &x [1, {b: 2}]\nc: *x\nd: {<<: {e: 1}}\n", "YAML")
     assert doc == {"a": [1, {"b": 2}], "c": [1, {"b": 2}], "d": {"e": 1}}
+
+
+def test_a_template_folder_skips_unreadable_files_and_names_them(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from mcpp.loader import load_workflow_spec
+    from mcpp.templates import TemplateRegistry
+
+    folder = tmp_path / "templates"
+    folder.mkdir()
+    shutil.copy(CASES / "fuzzsteps.py", folder)
+    good = '[workflow]\nname = "etl"\nversion = "1.0.0"\n' + STEP
+    (folder / "etl.toml").write_text(good)
+    (folder / "bad.toml").write_bytes(b'[workflow]\nname = "caf\xe9"\n')
+    os.mkfifo(folder / "pipe.toml")
+    registry = TemplateRegistry(folder)
+    assert [t.ref for t in registry.templates()] == ["etl@1.0.0"]
+    problems = sorted(str(p) for p in registry.problems)
+    assert problems[0].startswith(f"{folder / 'bad.toml'}: not UTF-8 text")
+    assert problems[1].startswith(f"{folder / 'pipe.toml'}: not a regular file")
+    main = HEAD + '\n[[include]]\ntemplate = "etl@1.0.0"\nprefix = "e"\n' + STEP
+    (folder / "main.toml").write_text(main)
+    spec = load_workflow_spec(folder / "main.toml")
+    assert [s.id for s in spec.steps] == ["e_a", "a"]
+    warnings = [r.getMessage() for r in caplog.records if "skipped template file" in r.getMessage()]
+    assert len(warnings) == 2
+    assert any("bad.toml" in w for w in warnings)
+
+
+def test_the_python_api_refuses_what_the_runtime_cannot_carry() -> None:
+    import mcpp
+    from mcpp.spec import StepSpec, WorkflowSpec, check_spec
+
+    wf = mcpp.Workflow("w", max_concurrent=2**70)
+    wf.add_step("a", "fuzzsteps:work")
+    with pytest.raises(WorkflowError, match="<= 9223372036854775807") as info:
+        wf.spec()
+    assert info.value.field == "max_concurrent"
+    with pytest.raises(WorkflowError) as info:
+        mcpp.Workflow("w").add_step("a", "fuzzsteps:work", retry_max_delay=float("inf"))
+    assert (info.value.step, info.value.field) == ("a", "retry_max_delay")
+    step = StepSpec(id="a", run="m:f", args={"n": 2**65})
+    with pytest.raises(WorkflowError, match="cannot be encoded") as info:
+        check_spec(WorkflowSpec(name="w", steps=(step,)))
+    assert (info.value.step, info.value.field) == ("a", "args")
+    with pytest.raises(WorkflowError, match="cannot parse TTL"):
+        check_spec(WorkflowSpec(name="w", steps=(StepSpec(id="a", run="m:f", cache="str"),)))
+
+
+def test_backoff_after_very_many_attempts_is_the_cap_not_an_overflow() -> None:
+    from mcpp.scheduler import retry_delay
+    from mcpp.spec import StepSpec
+
+    step = StepSpec(id="a", run="m:f", retry_delay=1.0, retry_backoff=1000.0, retry_max_delay=60)
+    assert 30.0 <= retry_delay(step, 10**6) <= 60.0
+    zero = StepSpec(id="a", run="m:f", retry_delay=0.0, retry_backoff=1000.0)
+    assert retry_delay(zero, 10**6) == 0.0
