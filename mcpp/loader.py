@@ -35,23 +35,23 @@ import msgspec
 import msgspec.json
 
 from mcpp import dag, targets
+from mcpp.bounded import read_document
+from mcpp.cache.model import parse_ttl
 from mcpp.errors import WorkflowError
+from mcpp.limits import Backoff, Count, Int64, Retries, Seconds, Timeout, Workers
 from mcpp.params import parse_param_texts, parse_value, resolve_params
-from mcpp.spec import ActorMode, FailurePolicy, StepSpec, WorkflowSpec
-from mcpp.templates import RENAMED_RUN, Include, Version, include_steps, read_document
+from mcpp.spec import ActorMode, FailurePolicy, StepSpec, WorkflowSpec, check_spec
+from mcpp.templates import RENAMED_RUN, Include, Version, include_steps
 
 __all__ = ["dump_plan", "load_workflow_spec", "parse_param_overrides"]
-
-_AtLeastOne = Annotated[int, msgspec.Meta(ge=1)]
-_NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 
 
 class _FileWorkflow(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     name: str
-    max_concurrent: _AtLeastOne | None = None
+    max_concurrent: Count | None = None
     on_failure: FailurePolicy = "continue"
     actors: ActorMode = "per_step"
-    workers: _AtLeastOne | None = None
+    workers: Workers | None = None
     version: str | None = None
     description: str = ""
 
@@ -64,11 +64,11 @@ class _FileStep(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     timeout: Any = None  # these three may hold ${params}: typed by _SUBSTITUTED_TYPES
     retries: Any = 0
     priority: Any = 0
-    retry_delay: _NonNegative = 1.0
-    retry_backoff: Annotated[float, msgspec.Meta(ge=1)] = 2.0
-    retry_max_delay: _NonNegative = 60.0
+    retry_delay: Seconds = 1.0
+    retry_backoff: Backoff = 2.0
+    retry_max_delay: Seconds = 60.0
     retry_on: list[str] = []
-    deadline: Annotated[float, msgspec.Meta(gt=0)] | None = None
+    deadline: Timeout | None = None
     isolate: bool = False
     uses: list[str] = []
     cache: bool | str = False
@@ -77,15 +77,15 @@ class _FileStep(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 class _File(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     workflow: _FileWorkflow
     params: dict[str, Any] = {}
-    resources: dict[str, _AtLeastOne] = {}
+    resources: dict[str, Count] = {}
     include: list[Include] = []
     steps: Annotated[list[_FileStep], msgspec.Meta(min_length=1)]
 
 
 _SUBSTITUTED_TYPES: dict[str, Any] = {
-    "timeout": Annotated[float, msgspec.Meta(gt=0)] | None,
-    "retries": Annotated[int, msgspec.Meta(ge=0)],
-    "priority": int,
+    "timeout": Timeout | None,
+    "retries": Retries,
+    "priority": Int64,
 }
 
 _TOKEN = re.compile(r"\$\$\{|\$\{([^}]*)\}|\$\{")
@@ -108,12 +108,18 @@ def load_workflow_spec(
     :data:`sys.path` while the ``run`` targets are imported.
 
     Raises :class:`~mcpp.errors.WorkflowError` (``CycleError`` for a cycle) naming the file, the
-    step and the field for any invalid content, and also when the file cannot be read or its
-    suffix is not a known format. Importing a step's module runs that module's top-level code.
-    An error inside an included workflow names the included file.
+    step and the field for any invalid content (values beyond :mod:`mcpp.limits` included),
+    and also when the file cannot be read, is not a regular file, is too big or its suffix is
+    not a known format (see :mod:`mcpp.bounded`). Importing a step's module runs that module's
+    top-level code: a workflow file and its step modules are code, to be trusted as such. An
+    error inside an included workflow names the included file.
     """
     file = os.fspath(path)
-    return _load(file, params or {}, ((os.path.realpath(file), file),))
+    spec = _load(file, params or {}, ((os.path.realpath(file), file),))
+    try:
+        return check_spec(spec)
+    except WorkflowError as exc:
+        raise exc.in_file(file) from None
 
 
 def _load(file: str, params: Mapping[str, Any], chain: tuple[tuple[str, str], ...]) -> WorkflowSpec:
@@ -309,6 +315,8 @@ def _build_step(
             if used:
                 reason = f"mistyped parameter {', '.join(map(repr, used))}: {reason}"
             raise WorkflowError(reason, step=step.id, field=name) from None
+    if step.cache is not False:
+        parse_ttl(step.cache, step=step.id)
     for resource in step.uses:
         if resource not in resources:
             raise WorkflowError(

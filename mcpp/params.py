@@ -12,7 +12,7 @@ A workflow file's ``[params]`` table maps each parameter name to either
       required = false          # default: true without a default, false with one
       description = "rows to extract"
       choices = [10, 1000]      # optional: the value must be one of these
-      pattern = "[a-z]+"        # strings only: the WHOLE value must match (re.fullmatch)
+      pattern = "[a-z]+"        # strings only: the WHOLE value must match (RE2 syntax)
 
   ``true`` is a boolean only: it is neither an integer nor a number. A number is stored as a
   float. A required parameter has no default and must be given; an optional one without a
@@ -20,17 +20,23 @@ A workflow file's ``[params]`` table maps each parameter name to either
   (it is almost certainly a declaration that forgot its type); write an object default as
   ``type = "object"``, ``default = {...}``.
 
+  A ``pattern`` is matched by RE2 (google-re2), in time linear in the value whatever the
+  pattern, so no pattern can make a check hang (``(a+)+$`` is harmless); RE2 has no
+  backreferences or lookaround, and its ``\\d``, ``\\w``, ``\\s`` are ASCII only. A pattern has
+  at most :data:`~mcpp.limits.MAX_PATTERN_CHARS` characters.
+
 Values given on a command line are :class:`ParamText`: text that a declared type parses (a
 ``string`` keeps the text as is, so ``--param tag=1.10`` stays ``"1.10"``); other values are
-parsed as a JSON or TOML value when they are one. Errors are
+parsed as a JSON or TOML value when they are one. Every value, given or parsed, must stay within
+:mod:`mcpp.limits` (nesting, size, 64-bit integers, valid Unicode). Errors are
 :class:`~mcpp.errors.WorkflowError` with ``field="params.NAME"`` for a typed parameter and
 ``field="params"`` for a plain default or an unknown name (as before typed parameters).
 """
 
 from __future__ import annotations
 
+import functools
 import math
-import re
 import tomllib
 from collections.abc import Iterable, Mapping
 from typing import Any, Literal
@@ -38,14 +44,18 @@ from typing import Any, Literal
 import msgspec
 import msgspec.json
 import msgspec.msgpack
+import re2
 
+from mcpp.bounded import check_toml_shape
 from mcpp.errors import WorkflowError
+from mcpp.limits import MAX_DEPTH, MAX_PARAM_BYTES, MAX_PATTERN_CHARS, find_violation, format_path
 
 __all__ = [
     "PARAM_TYPES",
     "ParamSpec",
     "ParamText",
     "ParamType",
+    "check_value",
     "declare_params",
     "parse_param_texts",
     "parse_value",
@@ -96,17 +106,48 @@ class ParamSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields
 
 def parse_value(text: str) -> Any:
     """Parse ``text`` as a JSON or TOML value when it is one (``3``, ``1.5``, ``true``,
-    ``[1, 2]``, ``"x"``); otherwise return the text itself (a plain ``str``)."""
+    ``[1, 2]``, ``"x"``); otherwise return the text itself (a plain ``str``).
+
+    Raises :class:`~mcpp.errors.WorkflowError` (no field: callers add it) for text longer than
+    :data:`~mcpp.limits.MAX_PARAM_BYTES` characters or that is not valid Unicode (bytes that are not
+    UTF-8 on a command line), and for a value beyond :mod:`mcpp.limits` (nested deeper than
+    :data:`~mcpp.limits.MAX_DEPTH`, an integer outside signed 64 bits).
+    """
     text = str(text)
+    check_value(text)
+    if len(text) > MAX_PARAM_BYTES:
+        raise WorkflowError(f"value longer than the limit of {MAX_PARAM_BYTES} characters")
     try:
-        return msgspec.json.decode(text)
+        value = msgspec.json.decode(text)
     except msgspec.DecodeError:
-        pass
-    try:
-        value = tomllib.loads(f"value = {text}")["value"]
-    except tomllib.TOMLDecodeError:
-        return text
-    return value if isinstance(value, str | int | float | bool | list | dict) else text
+        document = f"value = {text}"
+        try:
+            check_toml_shape(document.encode())
+            value = tomllib.loads(document)["value"]
+        except tomllib.TOMLDecodeError:
+            return text
+        except WorkflowError as exc:  # from check_toml_shape
+            raise WorkflowError(f"value: {exc.reason.removeprefix('invalid TOML: ')}") from None
+        except ValueError:  # int() of 4300+ digits
+            raise WorkflowError("integer out of range (signed 64-bit)") from None
+        except RecursionError:
+            raise WorkflowError(f"value nested deeper than {MAX_DEPTH} levels") from None
+        if not isinstance(value, str | int | float | bool | list | dict):
+            return text
+    except RecursionError:
+        raise WorkflowError(f"value nested deeper than {MAX_DEPTH} levels") from None
+    check_value(value)
+    return value
+
+
+def check_value(value: Any) -> None:
+    """Raise :class:`~mcpp.errors.WorkflowError` (no field) if ``value`` breaks a limit of
+    :mod:`mcpp.limits`, naming where inside it."""
+    problem = find_violation(value)
+    if problem is not None:
+        path, reason = problem
+        shown = format_path(path[:8]) + ("..." if len(path) > 8 else "")
+        raise WorkflowError(f"{reason} (at {shown})" if path else reason)
 
 
 def parse_param_texts(items: Iterable[str]) -> dict[str, ParamText]:
@@ -119,7 +160,7 @@ def parse_param_texts(items: Iterable[str]) -> dict[str, ParamText]:
         key, sep, text = item.partition("=")
         key = key.strip()
         if not sep or not key:
-            raise WorkflowError(f"--param {item!r}: expected KEY=VALUE", field="params")
+            raise WorkflowError(f"--param {item[:80]!r}: expected KEY=VALUE", field="params")
         texts[key] = ParamText(text)
     return texts
 
@@ -197,11 +238,19 @@ def _declaration(name: str, table: dict[str, Any]) -> ParamSpec:
             raise WorkflowError(
                 f"parameter {name!r}: 'pattern' applies to strings only", field=field
             )
-        try:
-            re.compile(spec.pattern)
-        except re.error as exc:
+        if len(spec.pattern) > MAX_PATTERN_CHARS:
             raise WorkflowError(
-                f"parameter {name!r}: invalid pattern {spec.pattern!r}: {exc}", field=field
+                f"parameter {name!r}: pattern longer than {MAX_PATTERN_CHARS} characters",
+                field=field,
+            )
+        try:
+            _compile(spec.pattern)
+        except re2.error as exc:
+            reason = exc.args[0].decode(errors="replace") if exc.args else "invalid"
+            raise WorkflowError(
+                f"parameter {name!r}: invalid pattern {spec.pattern!r}: {reason} (RE2 syntax: "
+                "no backreferences or lookaround)",
+                field=field,
             ) from None
     if spec.choices is not None:
         if not spec.choices:
@@ -222,17 +271,35 @@ def _declaration(name: str, table: dict[str, Any]) -> ParamSpec:
 
 
 def _coerce(name: str, spec: ParamSpec, value: Any) -> Any:
-    if isinstance(value, ParamText):
-        value = str(value) if spec.type == "string" else parse_value(value)
+    field = "params" if spec.type is None else f"params.{name}"
+    try:
+        if isinstance(value, ParamText):
+            value = str(value) if spec.type == "string" else parse_value(value)
+        check_value(value)
+    except WorkflowError as exc:
+        raise WorkflowError(f"parameter {name!r}: {exc.reason}", field=field) from None
     value = _legacy(name, spec.default, value) if spec.type is None else _check(name, spec, value)
     try:
         msgspec.msgpack.encode(value)
-    except TypeError as exc:
+    except (TypeError, ValueError, OverflowError, RecursionError) as exc:
         raise WorkflowError(
-            f"parameter {name!r}: value is not encodable: {exc}",
-            field="params" if spec.type is None else f"params.{name}",
-        ) from exc
+            f"parameter {name!r}: value is not encodable: {exc}", field=field
+        ) from None
     return value
+
+
+def _short(value: Any) -> str:
+    """``repr(value)``, cut to 80 characters (a value may be 64 KiB of text)."""
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+@functools.lru_cache(maxsize=256)
+def _compile(pattern: str) -> Any:
+    """The RE2 program of ``pattern`` (errors not logged to stderr); raises ``re2.error``."""
+    options = re2.Options()
+    options.log_errors = False
+    return re2.compile(pattern, options=options)
 
 
 def _check(name: str, spec: ParamSpec, value: Any) -> Any:
@@ -252,7 +319,7 @@ def _check(name: str, spec: ParamSpec, value: Any) -> Any:
         what = _ARTICLE.get(kind or "", f"a {kind}")
         if kind == "number":
             what = "a finite number"
-        raise WorkflowError(f"parameter {name!r} must be {what}, got {value!r}", field=field)
+        raise WorkflowError(f"parameter {name!r} must be {what}, got {_short(value)}", field=field)
     if kind == "number":
         value = float(value)
     elif kind == "array":
@@ -260,12 +327,13 @@ def _check(name: str, spec: ParamSpec, value: Any) -> Any:
     if spec.choices is not None and value not in spec.choices:
         raise WorkflowError(
             f"parameter {name!r} must be one of {', '.join(map(repr, spec.choices))}, "
-            f"got {value!r}",
+            f"got {_short(value)}",
             field=field,
         )
-    if spec.pattern is not None and re.fullmatch(spec.pattern, value) is None:
+    if spec.pattern is not None and _compile(spec.pattern).fullmatch(value) is None:
         raise WorkflowError(
-            f"parameter {name!r} must match the pattern {spec.pattern!r} as a whole, got {value!r}",
+            f"parameter {name!r} must match the pattern {spec.pattern!r} as a whole, "
+            f"got {_short(value)}",
             field=field,
         )
     return value
@@ -284,7 +352,7 @@ def _legacy(name: str, default: Any, value: Any) -> Any:
         ok, kind = True, ""
     if not ok:
         raise WorkflowError(
-            f"parameter {name!r} must be {kind} (its default is {default!r}), got {value!r}",
+            f"parameter {name!r} must be {kind} (its default is {default!r}), got {_short(value)}",
             field="params",
         )
     return value

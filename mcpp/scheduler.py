@@ -118,9 +118,15 @@ def retry_delay(step: StepSpec, attempt: int, rng: random.Random | None = None) 
     """Seconds to wait after failed ``attempt`` (1-based) before the next one.
 
     Exponential backoff ``retry_delay * retry_backoff ** (attempt - 1)``, capped at
-    ``retry_max_delay``, with "equal jitter": a uniform draw in [delay/2, delay].
+    ``retry_max_delay``, with "equal jitter": a uniform draw in [delay/2, delay]. A growth too
+    large for a float (many attempts) is the cap.
     """
-    base = min(step.retry_max_delay, step.retry_delay * step.retry_backoff ** (attempt - 1))
+    try:
+        growth = step.retry_backoff ** (attempt - 1)
+    except OverflowError:
+        growth = math.inf
+    grown = step.retry_delay * growth if step.retry_delay else 0.0
+    base = min(step.retry_max_delay, grown)
     draw = (rng or random).random()
     return base / 2 + draw * base / 2
 

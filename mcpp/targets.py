@@ -40,7 +40,8 @@ def resolve(
     Raises :class:`~mcpp.errors.WorkflowError` (with ``field="run"``) when ``run`` is not
     ``"module:attr"``, the module does not exist, importing the module raised, the attribute
     is missing, or it is not callable. Other exceptions are not raised on purpose; an exception
-    while importing is reported by its type and message, never propagated.
+    while importing, any ``BaseException`` included (``SystemExit``, ``KeyboardInterrupt``
+    raised by the module's code), is reported by its type and message, never propagated.
     """
     module_name, sep, attr_path = run.partition(":")
     dotted_ok = sep and _is_dotted_name(module_name) and _is_dotted_name(attr_path)
@@ -116,7 +117,7 @@ def _import(name: str) -> ModuleType:
                 field="run",
             ) from exc
         raise WorkflowError(f"importing {name!r} failed: {_exc_text(exc)}", field="run") from exc
-    except (Exception, SystemExit) as exc:
+    except BaseException as exc:  # a module's top-level code may raise anything
         raise WorkflowError(f"importing {name!r} failed: {_exc_text(exc)}", field="run") from exc
 
 
@@ -135,7 +136,7 @@ def _load_main(main_path: str) -> ModuleType:
     sys.modules[MP_MAIN] = module
     try:
         spec.loader.exec_module(module)
-    except (Exception, SystemExit) as exc:
+    except BaseException as exc:  # a script's top-level code may raise anything
         del sys.modules[MP_MAIN]
         raise WorkflowError(
             f"loading main script {main_path!r} failed: {_exc_text(exc)}", field="run"
@@ -144,4 +145,9 @@ def _load_main(main_path: str) -> ModuleType:
 
 
 def _exc_text(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    try:
+        text = str(exc)
+    except Exception:  # a user's exception whose __str__ raises
+        text = ""
+    text = text if len(text) <= 500 else text[:497] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__

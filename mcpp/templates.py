@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import logging
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -36,18 +37,15 @@ from functools import partial
 from typing import Any
 
 import msgspec
-import msgspec.json
-import msgspec.toml
-import msgspec.yaml
 import trio
 
 from mcpp import targets
+from mcpp.bounded import FORMATS, read_document
 from mcpp.errors import WorkflowError
 from mcpp.params import ParamSpec, declare_params
 from mcpp.spec import StepSpec, WorkflowSpec
 
 __all__ = [
-    "FORMATS",
     "RENAMED_RUN",
     "Include",
     "Template",
@@ -56,47 +54,18 @@ __all__ = [
     "call_renamed",
     "default_template_dir",
     "include_steps",
-    "read_document",
     "split_ref",
 ]
 
-FORMATS: dict[str, tuple[str, Callable[[bytes], Any]]] = {
-    ".toml": ("TOML", msgspec.toml.decode),
-    ".json": ("JSON", msgspec.json.decode),
-    ".yaml": ("YAML", msgspec.yaml.decode),
-    ".yml": ("YAML", msgspec.yaml.decode),
-}
 RENAMED_RUN = "mcpp.templates:call_renamed"
+
+_log = logging.getLogger(__name__)
 
 _SEMVER = re.compile(
     r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)"
     r"(?:-((?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*)(?:\.(?:0|[1-9]\d*|\d*[A-Za-z-][0-9A-Za-z-]*))*))?"
     r"(?:\+([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?"
 )
-
-
-def read_document(file: str) -> Any:
-    """Read and decode the workflow file ``file`` (format by suffix) into plain data.
-
-    Raises :class:`~mcpp.errors.WorkflowError` (without the file: callers add it) for an
-    unknown suffix, an unreadable file or invalid TOML/JSON/YAML.
-    """
-    suffix = os.path.splitext(file)[1].lower()
-    if suffix not in FORMATS:
-        raise WorkflowError(
-            f"unknown workflow file format {suffix or '(no suffix)'!r}: "
-            "expected .toml, .json, .yaml or .yml"
-        )
-    kind, decode = FORMATS[suffix]
-    try:
-        with open(file, "rb") as stream:
-            data = stream.read()
-    except OSError as exc:
-        raise WorkflowError(f"cannot read the workflow file: {exc.strerror or exc}") from exc
-    try:
-        return decode(data)
-    except msgspec.DecodeError as exc:
-        raise WorkflowError(f"invalid {kind}: {exc}") from exc
 
 
 @functools.total_ordering
@@ -110,11 +79,13 @@ class Version:
     __slots__ = ("_key", "text")
 
     def __init__(self, text: str) -> None:
-        """Parse ``text``; raise :class:`~mcpp.errors.WorkflowError` if it is not semver."""
-        match = _SEMVER.fullmatch(text)
+        """Parse ``text``; raise :class:`~mcpp.errors.WorkflowError` if it is not semver (or
+        longer than 128 characters)."""
+        match = _SEMVER.fullmatch(text) if len(text) <= 128 else None
         if match is None:
             raise WorkflowError(
-                f"version {text!r} is not a semantic version (MAJOR.MINOR.PATCH, e.g. 1.2.0)",
+                f"version {text[:40]!r} is not a semantic version of at most 128 characters "
+                "(MAJOR.MINOR.PATCH, e.g. 1.2.0)",
                 field="workflow.version",
             )
         pre = match[4].split(".") if match[4] else []
@@ -180,15 +151,17 @@ class Template(msgspec.Struct, frozen=True, kw_only=True):
 class TemplateRegistry:
     """The workflow files directly inside ``folder``, by name and version.
 
-    The folder is read on first use. A file that cannot be read as a template (invalid
-    content, bad version) is left out and reported in :attr:`problems`; a missing folder is
-    an empty registry.
+    The folder is read on first use. A file that cannot be read as a template (not a regular
+    file, too big, not UTF-8, invalid content, bad version) is left out and reported in
+    :attr:`problems`, and :meth:`find` logs a warning naming each such file (once per
+    registry); a missing folder is an empty registry.
     """
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
         self.folder = os.fspath(folder)
         self._by_name: dict[str, list[Template]] | None = None
         self._problems: list[WorkflowError] = []
+        self._warned = False
 
     def __repr__(self) -> str:
         return f"TemplateRegistry({self.folder!r})"
@@ -215,6 +188,10 @@ class TemplateRegistry:
         """
         name, version = split_ref(ref)
         found = self._scan().get(name)
+        if not self._warned:
+            self._warned = True
+            for problem in self._problems:
+                _log.warning("mcpp: skipped template file %s", problem)
         if not found:
             known = ", ".join(sorted(self._scan())) or "none"
             raise WorkflowError(f"unknown template {name!r} in {self.folder!r} (known: {known})")
@@ -245,7 +222,7 @@ class TemplateRegistry:
             names = []
         for entry in names:
             path = os.path.join(self.folder, entry)
-            if os.path.splitext(entry)[1].lower() not in FORMATS or not os.path.isfile(path):
+            if os.path.splitext(entry)[1].lower() not in FORMATS:
                 continue
             try:
                 template = _read_template(path)
@@ -264,6 +241,9 @@ def _read_template(path: str) -> Template:
     head = raw.get("workflow") if isinstance(raw, dict) else None
     if not isinstance(head, dict) or not isinstance(head.get("name"), str):
         raise WorkflowError("not a workflow file: no [workflow] name", field="workflow.name")
+    for key, kind in (("params", dict), ("steps", list), ("include", list)):
+        if not isinstance(raw.get(key) or kind(), kind):
+            raise WorkflowError(f"expected {'a table' if kind is dict else 'an array'}", field=key)
     version = head.get("version")
     if version is not None:
         if not isinstance(version, str):
@@ -278,7 +258,7 @@ def _read_template(path: str) -> Template:
         path=path,
         description=description if isinstance(description, str) else "",
         params=declare_params(raw.get("params") or {}),
-        steps=tuple(s["id"] for s in steps if isinstance(s, dict) and "id" in s),
+        steps=tuple(s["id"] for s in steps if isinstance(s, dict) and isinstance(s.get("id"), str)),
         includes=tuple(
             str(i.get("template") or i.get("path")) for i in includes if isinstance(i, dict)
         ),

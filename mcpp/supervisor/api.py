@@ -35,7 +35,7 @@ from mcpp import targets
 from mcpp.dag import Graph
 from mcpp.errors import RunError, WorkflowError
 from mcpp.results import RunResult
-from mcpp.spec import ActorMode, FailurePolicy, StepSpec, WorkflowSpec
+from mcpp.spec import ActorMode, FailurePolicy, StepSpec, WorkflowSpec, check_spec
 from mcpp.supervisor.run import EventHook, run_spec
 
 __all__ = ["Workflow", "load_workflow"]
@@ -136,12 +136,15 @@ class Workflow:
                 {"id": id, "run": target, "depends_on": list(depends_on), **options}, StepSpec
             )
         except msgspec.ValidationError as exc:
-            raise WorkflowError(str(exc), step=id) from None
+            reason, _, where = str(exc).partition(" - at `$.")
+            field = where.rstrip("`").split("[")[0].split(".")[0] or None
+            raise WorkflowError(reason[:1].lower() + reason[1:], step=id, field=field) from None
 
     def spec(self, **overrides: Any) -> WorkflowSpec:
         """Return the validated WorkflowSpec; ``overrides`` replace workflow options.
 
-        Raises WorkflowError for unknown dependencies, cycles, an empty workflow.
+        Raises WorkflowError for unknown dependencies, cycles, an empty workflow, and values
+        beyond :mod:`mcpp.limits` or that cannot be encoded (see :func:`mcpp.spec.check_spec`).
         """
         if not self.steps:
             raise WorkflowError(f"workflow {self.name!r} has no steps", field="steps")
@@ -157,7 +160,7 @@ class Workflow:
                 **self.options,
             )
         changes = {k: v for k, v in overrides.items() if v is not None}
-        return msgspec.structs.replace(spec, **changes) if changes else spec
+        return check_spec(msgspec.structs.replace(spec, **changes) if changes else spec)
 
     async def run_async(
         self,

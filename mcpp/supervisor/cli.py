@@ -7,6 +7,7 @@ workflow or usage; 130 interrupted (Ctrl-C, SIGTERM).
 from __future__ import annotations
 
 import argparse
+import io
 import sys
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -19,7 +20,7 @@ from rich.console import Console
 from mcpp.errors import MCPPError, WorkflowError
 from mcpp.loader import dump_plan
 from mcpp.params import parse_param_texts
-from mcpp.spec import WorkflowSpec
+from mcpp.spec import WorkflowSpec, check_spec
 from mcpp.supervisor import signals as early
 from mcpp.supervisor.cache_cli import add_cache
 from mcpp.supervisor.durable import add_resume, add_status, run_journalled
@@ -66,7 +67,10 @@ def add_spawn(commands: Any) -> None:
     spawn.add_argument("--json", action="store_true", help="print the result as one JSON document")
     spawn.add_argument("--quiet", action="store_true", help="no progress output")
     spawn.add_argument(
-        "--dry-run", action="store_true", help="validate and print the plan, run nothing"
+        "--dry-run",
+        action="store_true",
+        help="validate and print the plan, start no step (imports the step modules to check "
+        "their functions: their top-level code runs)",
     )
     spawn.add_argument(
         "--no-journal", action="store_true", help="do not record the run (no status, no resume)"
@@ -91,7 +95,7 @@ def apply_options(spec: WorkflowSpec, args: argparse.Namespace) -> WorkflowSpec:
         if args.workers < 1:
             raise WorkflowError("--workers must be at least 1", field="workers")
         changes["workers"] = args.workers
-    return msgspec.structs.replace(spec, **changes) if changes else spec
+    return check_spec(msgspec.structs.replace(spec, **changes)) if changes else spec
 
 
 def spawn_command(args: argparse.Namespace) -> int:
@@ -100,7 +104,7 @@ def spawn_command(args: argparse.Namespace) -> int:
         spec = load_target(args.file, parse_param_texts(args.param))
         spec = apply_options(spec, args)
     except WorkflowError as exc:
-        print(f"mcpp: invalid workflow: {exc}", file=sys.stderr)
+        print(f"mcpp: invalid workflow: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     if args.dry_run:
         print(dump_plan(spec))
@@ -119,7 +123,14 @@ def spawn_command(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit code."""
+    """Run the command line; return the exit code.
+
+    Text that cannot be encoded for the terminal (a file name of bytes that are not UTF-8) is
+    printed with backslash escapes rather than failing.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     args = parser().parse_args(argv)
     if early.pending:  # interrupted before anything ran
         return EXIT_INTERRUPTED
@@ -132,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except WorkflowError as exc:
-        print(f"mcpp: invalid workflow: {exc}", file=sys.stderr)
+        print(f"mcpp: invalid workflow: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except MCPPError as exc:
         print(f"mcpp: {exc}", file=sys.stderr)
@@ -140,6 +151,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     return code
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line (a reason may quote text with line breaks)."""
+    return " ".join(str(exc).split())
 
 
 COMMANDS: list[Callable[[Any], None]] = [

@@ -1,6 +1,7 @@
 """``mcpp graph``: a workflow's step graph as Graphviz DOT, Mermaid or JSON.
 
-``graph FILE`` (or a template ``NAME[@VERSION]``) draws a workflow file; ``graph --run RUN_ID``
+``graph FILE`` (or a template ``NAME[@VERSION]``) draws a workflow file, validated as ``spawn``
+does: the step modules are imported (their top-level code runs); ``graph --run RUN_ID``
 draws a journalled run with each step coloured by its status (read from the journal, see
 :mod:`mcpp.journal`). ``timed_out`` is drawn as ``failed`` (the graph knows no timeout state);
 ``pending`` and ``running`` steps of an unfinished run keep those states.
@@ -27,7 +28,11 @@ EXIT_USAGE = 2
 
 def add_graph(commands: Any) -> None:
     """Add ``graph FILE|--run RUN_ID [--format dot|mermaid|json]``."""
-    graph = commands.add_parser("graph", help="draw a workflow's step graph (DOT, Mermaid, JSON)")
+    graph = commands.add_parser(
+        "graph",
+        help="draw a workflow's step graph (DOT, Mermaid, JSON); FILE is validated as by "
+        "spawn --dry-run, importing its step modules",
+    )
     graph.set_defaults(func=graph_command)
     source = graph.add_mutually_exclusive_group(required=True)
     source.add_argument("file", nargs="?", help="workflow file or template NAME[@VERSION]")

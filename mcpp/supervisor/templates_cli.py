@@ -13,9 +13,10 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from mcpp.bounded import FORMATS
 from mcpp.loader import load_workflow_spec
 from mcpp.spec import WorkflowSpec
-from mcpp.templates import FORMATS, Template, TemplateRegistry, default_template_dir
+from mcpp.templates import Template, TemplateRegistry, default_template_dir
 
 __all__ = ["add_templates", "load_target", "looks_like_file"]
 

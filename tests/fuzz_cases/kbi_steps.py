@@ -1,0 +1,3 @@
+"""A step module whose top-level code raises KeyboardInterrupt (a BaseException)."""
+
+raise KeyboardInterrupt
