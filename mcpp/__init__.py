@@ -1,6 +1,6 @@
 """mcpp: an actor-model workflow runtime.
 
-A workflow is a DAG of steps; every step runs in its own actor process (tractor) under a
+A workflow is a DAG of steps; every step runs in its own actor process under a
 supervising trio nursery, started by a coordinator actor as soon as its own dependencies are
 done. See README.md for the workflow file format, the CLI and the failure semantics.
 """

@@ -10,8 +10,9 @@ that direction::
     coordinator --EventBatch of StepStarted, StepSucceeded, StepFailed, StepSkipped,
                   StepCancelled; RunFinished-->           supervisor
 
-Every message that asks an actor to run or stop code carries the run's ``secret``; the receiver
-checks it with :func:`check_secret`. Results and arguments travel as ``msgspec.Raw`` MessagePack
+No message carries the run's secret: every connection between actors is authenticated with it
+before any message crosses (``mcpp.actors.tractor._ipc.authenticate``), and an endpoint serves
+only its actor's parent. Results and arguments travel as ``msgspec.Raw`` MessagePack
 so the coordinator forwards them without decoding.
 
 Schema evolution: a new field gets a default; the set of tags is pinned by a test, so renaming
@@ -21,7 +22,6 @@ backwards compatible.
 
 from __future__ import annotations
 
-import hmac
 import secrets
 from typing import Any, Final
 
@@ -50,7 +50,6 @@ __all__ = [
     "StepSkipped",
     "StepStarted",
     "StepSucceeded",
-    "check_secret",
     "decode_value",
     "encode",
     "encode_value",
@@ -61,7 +60,7 @@ __all__ = [
     "to_supervisor",
 ]
 
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 2  # 2: no secret in messages (channels are authenticated)
 
 
 class Message(msgspec.Struct, frozen=True, tag_field="kind", kw_only=True):
@@ -88,7 +87,6 @@ class RunWorkflow(Message, frozen=True, tag="run_workflow"):
     """
 
     version: int
-    secret: str
     run_id: str
     spec: WorkflowSpec
     completed: dict[str, msgspec.Raw] = {}
@@ -100,7 +98,6 @@ class RunWorkflow(Message, frozen=True, tag="run_workflow"):
 class CancelRun(Message, frozen=True, tag="cancel_run"):
     """Cancel every running step and skip the rest."""
 
-    secret: str
     reason: str = "cancelled"
 
 
@@ -117,7 +114,6 @@ class StartStep(Message, frozen=True, tag="start_step"):
     """
 
     version: int
-    secret: str
     run_id: str
     step: str
     attempt: int
@@ -137,7 +133,6 @@ class StartBatch(Message, frozen=True, tag="start_batch"):
     is running), so the pool can tell after the worker's death which step was running.
     """
 
-    secret: str
     steps: tuple[StartStep, ...]
     run_dir: str | None = None
 
@@ -145,7 +140,6 @@ class StartBatch(Message, frozen=True, tag="start_batch"):
 class CancelStep(Message, frozen=True, tag="cancel_step"):
     """Stop the running attempt of ``step``."""
 
-    secret: str
     step: str
 
 
@@ -310,16 +304,9 @@ from_step: Final = Decoder(FromStep, "step->coordinator")
 to_supervisor: Final = Decoder(ToSupervisor, "coordinator->supervisor")
 
 
-def new_secret() -> str:
-    """Return a fresh random run secret (256 bits, URL-safe text)."""
-    return secrets.token_urlsafe(32)
-
-
-def check_secret(message: Any, expected: str) -> None:
-    """Raise ProtocolError unless ``message.secret`` equals ``expected`` (constant time)."""
-    got = getattr(message, "secret", None)
-    if not isinstance(got, str) or not hmac.compare_digest(got.encode(), expected.encode()):
-        raise ProtocolError(f"{type(message).__name__} without this run's secret: refused")
+def new_secret() -> bytes:
+    """Return a fresh random run key (256 bits): what every connection of a run proves."""
+    return secrets.token_bytes(32)
 
 
 def encode_value(value: Any, *, step: str) -> msgspec.Raw:

@@ -356,6 +356,4 @@ async def call_renamed(*, __mcpp_run__: str, __mcpp_inputs__: dict[str, str], **
         kwargs[old] = kwargs.pop(new)
     if inspect.iscoroutinefunction(fn):
         return await fn(**kwargs)
-    return await trio.to_thread.run_sync(  # type: ignore[call-arg]
-        partial(fn, **kwargs), abandon_on_cancel=True
-    )
+    return await trio.to_thread.run_sync(partial(fn, **kwargs), abandon_on_cancel=True)

@@ -21,7 +21,7 @@ from mcpp.benchmarks.all import BEGIN, END, replace_section
 from mcpp.benchmarks.common import Span, chain, fanout, figure, goal, layered, run_dag, stats
 from mcpp.benchmarks.workloads import relay
 
-MACHINE_PACKAGES = {"mcpp", "tractor", "trio", "msgspec"}
+MACHINE_PACKAGES = {"mcpp", "trio", "msgspec"}
 # Figures that have no baseline counterpart by design.
 NO_BASELINE = {"serial_s", "coordinator_mib"}
 

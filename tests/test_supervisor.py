@@ -241,26 +241,23 @@ def send_frame(sock: socket.socket, message: Any) -> None:
     sock.sendall(struct.pack("<I", len(data)) + data)
 
 
-def recv_frame(sock: socket.socket) -> Any:
-    def exactly(n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = sock.recv(n - len(data))
-            if not chunk:
-                raise ConnectionError("closed")
+def received_until_closed(sock: socket.socket) -> bytes:
+    """Everything the peer sends until it closes (or resets) the connection."""
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
             data += chunk
-        return data
+    except ConnectionResetError:  # closed with our frames unread: a reset, not a FIN
+        pass
+    return data
 
-    (size,) = struct.unpack("<I", exactly(4))
-    return msgspec.msgpack.decode(exactly(size))
 
-
-def attack(port: int, side_effect: Path) -> list[Any]:
-    """Speak tractor's wire protocol to a step actor: start `serve`, send a start without the
-    run's secret. Return every message received until the context's error."""
+def attack(port: int, side_effect: Path) -> bytes:
+    """Speak tractor's wire protocol to a step actor without the run's key: a uid handshake,
+    open `serve`, send a start whose step would create ``side_effect``. Return every byte the
+    actor sent before it closed the connection."""
     start = protocol.StartStep(
         version=protocol.PROTOCOL_VERSION,
-        secret="not-the-secret",
         run_id="x",
         step="intruder",
         attempt=1,
@@ -269,20 +266,15 @@ def attack(port: int, side_effect: Path) -> list[Any]:
         import_paths=(str(ROOT),),
     )
     uid = ["intruder", "0000"]
-    received = []
     with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        challenge = sock.recv(48)
         send_frame(sock, uid)
-        received.append(recv_frame(sock))
         send_frame(sock, {"cmd": ("mcpp.actors.step", "serve", {}, uid, "c1")})
         send_frame(sock, {"yield": protocol.encode(start), "cid": "c1"})
-        while True:
-            message = recv_frame(sock)
-            received.append(message)
-            if isinstance(message, dict) and "error" in message:
-                return received
+        return challenge + received_until_closed(sock)
 
 
-async def test_a_start_message_without_the_secret_runs_no_code(tmp_path: Path) -> None:
+async def test_a_peer_without_the_run_key_is_dropped_before_any_message(tmp_path: Path) -> None:
     pid_file, release, side_effect = tmp_path / "pid", tmp_path / "release", tmp_path / "pwned"
     wf = mcpp.Workflow("secure")
     wf.add_step(
@@ -290,7 +282,7 @@ async def test_a_start_message_without_the_secret_runs_no_code(tmp_path: Path) -
         f"{STEPS}:pid_then_wait",
         args={"pid_file": str(pid_file), "release": str(release)},
     )
-    received: list[Any] = []
+    received: list[bytes] = []
 
     async def intrude() -> None:
         step = psutil.Process(int(await wait_for_text(pid_file)))
@@ -298,14 +290,16 @@ async def test_a_start_message_without_the_secret_runs_no_code(tmp_path: Path) -
         assert ports, "the step actor listens on a port"
         listening = [c.laddr.ip for c in step.net_connections("tcp") if c.status == "LISTEN"]
         assert set(listening) == {"127.0.0.1"}, "actors listen on loopback only"
-        received.extend(await trio.to_thread.run_sync(attack, ports[0], side_effect))
+        received.append(await trio.to_thread.run_sync(attack, ports[0], side_effect))
         release.write_text("go")
 
     async with trio.open_nursery() as nursery:
         nursery.start_soon(intrude)
         result = await wf.run_async()
-    assert not side_effect.exists(), "code ran for a message without the secret"
-    assert "secret" in json.dumps(received[-1], default=str)
+    assert not side_effect.exists(), "code ran for a peer without the run's key"
+    # All it got is the actor's challenge (a magic string and a nonce), then the close.
+    assert received == [received[0]] and len(received[0]) == 48
+    assert received[0].startswith(b"mcpp-actor-auth1")
     assert result.status == "succeeded"
     assert result.steps["held"].result == "released"
 
@@ -313,8 +307,9 @@ async def test_a_start_message_without_the_secret_runs_no_code(tmp_path: Path) -
 async def test_the_secret_is_on_no_command_line_and_in_no_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    secret = "known-secret-" + "x" * 30
-    monkeypatch.setattr(protocol, "new_secret", lambda: secret)
+    key = b"known-key-" + b"x" * 30
+    secret = key.decode()
+    monkeypatch.setattr(protocol, "new_secret", lambda: key)
     pid_file, release = tmp_path / "pid", tmp_path / "release"
     wf = mcpp.Workflow("secret")
     wf.add_step(

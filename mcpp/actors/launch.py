@@ -13,11 +13,11 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import tractor
 import trio
 
 from mcpp import protocol
 from mcpp.actors import step as step_endpoint
+from mcpp.actors import tractor
 from mcpp.errors import ProtocolError
 from mcpp.protocol import ErrorInfo, Heartbeat, StartStep, StepFailed, StepStarted, StepSucceeded
 from mcpp.spec import StepSpec

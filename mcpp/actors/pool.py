@@ -25,11 +25,10 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import msgspec
-import tractor
 import trio
 
 from mcpp import protocol
-from mcpp.actors import contain
+from mcpp.actors import contain, tractor
 from mcpp.actors import step as step_endpoint
 from mcpp.actors.launch import (
     LIVENESS,
@@ -252,10 +251,9 @@ class Pool:
 
     async def feed(self, worker: Worker, stream: Any) -> None:
         """Send the worker's batches in order."""
-        secret = self.coordinator.run_msg.secret
         run_dir = self.coordinator.run_msg.run_dir
         async for starts in worker.outbox:
-            batch = protocol.StartBatch(secret=secret, steps=starts, run_dir=run_dir)
+            batch = protocol.StartBatch(steps=starts, run_dir=run_dir)
             await stream.send(protocol.encode(batch))
 
     async def read(self, worker: Worker, stream: Any) -> None:

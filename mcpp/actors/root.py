@@ -17,13 +17,11 @@ from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 import msgspec
-import tractor
 import trio
 
 from mcpp import protocol
-from mcpp.actors import contain, coordinator
+from mcpp.actors import contain, coordinator, tractor
 from mcpp.actors.launch import child_process, process_death, stop_actor
-from mcpp.actors.runtimevars import set_secret
 from mcpp.errors import RunError
 from mcpp.protocol import CancelRun, RunWorkflow
 
@@ -74,15 +72,14 @@ def remote_error(exc: BaseException) -> str:
 class RunChannel:
     """Events of one run, and the way to cancel it."""
 
-    def __init__(self, ctx: Any, stream: Any, secret: str) -> None:
+    def __init__(self, ctx: Any, stream: Any) -> None:
         self.ctx = ctx
         self.stream = stream
-        self.secret = secret
 
     async def cancel(self, reason: str) -> None:
         """Ask the coordinator to cancel every running step and skip the rest."""
         with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
-            await self.stream.send(protocol.encode(CancelRun(secret=self.secret, reason=reason)))
+            await self.stream.send(protocol.encode(CancelRun(reason=reason)))
 
     async def events(self) -> AsyncIterator[Any]:
         """Yield decoded events until ``RunFinished`` (included).
@@ -156,7 +153,8 @@ async def open_tree(run: RunWorkflow) -> AsyncIterator[RunChannel]:
 @asynccontextmanager
 async def open_actors(run: RunWorkflow) -> AsyncIterator[RunChannel]:
     """Start the root actor and the coordinator for ``run``; yield its RunChannel."""
-    set_secret(run.secret)
+    # Every connection of the run proves this key (never sent, never on a command line).
+    tractor._state.set_auth_key(protocol.new_secret())
     async with (
         tractor.open_root_actor(
             arbiter_addr=(LOOPBACK, free_port()),
@@ -186,7 +184,7 @@ async def open_actors(run: RunWorkflow) -> AsyncIterator[RunChannel]:
                     ctx.open_stream() as stream,
                 ):
                     await stream.send(protocol.encode(run))
-                    yield RunChannel(ctx, stream, run.secret)
+                    yield RunChannel(ctx, stream)
                 watch_nursery.cancel_scope.cancel()
         finally:
             await stop_actor(portal, process)

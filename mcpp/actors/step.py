@@ -1,8 +1,8 @@
 """The step actor endpoint: runs step functions for the coordinator.
 
 This module is the only one a step or worker actor exposes to tractor. Its endpoint checks the
-run secret on every message before it resolves or runs anything, so a process that connects to
-the actor's port without the secret gets no code run.
+parent channel before it resolves or runs anything: every connection to the actor is
+authenticated with the run's key, and a connection other than the parent's is refused.
 """
 
 from __future__ import annotations
@@ -17,14 +17,12 @@ from typing import Any
 
 import msgspec
 import outcome
-import tractor
 import trio
 
 from mcpp import protocol
-from mcpp.actors import contain
+from mcpp.actors import contain, tractor
 from mcpp.actors.parentwatch import watch_parent
 from mcpp.actors.runner import BatchRunner
-from mcpp.actors.runtimevars import known_secret
 from mcpp.errors import ProtocolError
 from mcpp.protocol import CancelStep, ErrorInfo, StartBatch, StartStep
 
@@ -65,9 +63,7 @@ async def call(start: StartStep) -> msgspec.Raw:
     if inspect.iscoroutinefunction(fn):
         value = await fn(**kwargs)
     else:
-        value = await trio.to_thread.run_sync(  # type: ignore[call-arg]
-            partial(fn, **kwargs), abandon_on_cancel=True
-        )
+        value = await trio.to_thread.run_sync(partial(fn, **kwargs), abandon_on_cancel=True)
     return protocol.encode_value(value, step=start.step)
 
 
@@ -124,7 +120,7 @@ async def heartbeat(send: Any, running: dict[str, trio.CancelScope]) -> None:
         )
 
 
-@tractor.context  # type: ignore[untyped-decorator]
+@tractor.context
 async def serve(ctx: tractor.Context) -> None:
     """Serve StartStep, StartBatch and CancelStep messages on one stream until it closes.
 
@@ -132,8 +128,8 @@ async def serve(ctx: tractor.Context) -> None:
     event loop stays free. The steps of StartBatch messages (pool workers) run one at a time,
     in order, on a :class:`BatchRunner`.
 
-    Every message must carry this run's secret: one without it raises ProtocolError in this
-    context (its sender sees the error), before any code is resolved or run.
+    Only the actor's parent may open it: anyone else gets ProtocolError in this context before
+    any code is resolved or run.
 
     The actor is a child subreaper: whatever a step starts stays its descendant, and is ended
     when the step's attempt ends and, at the latest, when this context ends.
@@ -143,36 +139,26 @@ async def serve(ctx: tractor.Context) -> None:
     watch_parent(forked=actor._spawn_method == "forkserver")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor alone handles Ctrl-C
     if ctx.chan is not actor._parent_chan:
-        raise ProtocolError(
-            "refused: steps run only for this actor's parent, with the run's secret"
-        )
-    secret = known_secret()
+        raise ProtocolError("refused: steps run only for this actor's parent")
     await ctx.started(os.getpid())
     running: dict[str, trio.CancelScope] = {}
     try:
-        await serve_stream(ctx, secret, running)
+        await serve_stream(ctx, running)
     finally:
         contain.end_descendants()  # blocking on purpose: nothing else may run meanwhile
 
 
-async def serve_stream(
-    ctx: tractor.Context, secret: str | None, running: dict[str, trio.CancelScope]
-) -> None:
+async def serve_stream(ctx: tractor.Context, running: dict[str, trio.CancelScope]) -> None:
     """:func:`serve`'s loop over the stream."""
     runner: BatchRunner | None = None
     async with ctx.open_stream() as stream, trio.open_nursery() as nursery:
         nursery.start_soon(heartbeat, stream.send, running)
         async for raw in stream:
             message = protocol.to_step.decode(raw)
-            if secret is None:  # forked actors learn it from their parent's first message
-                secret = message.secret
-            protocol.check_secret(message, secret)
             match message:
                 case StartStep():
                     nursery.start_soon(run_start, message, stream.send, running)
                 case StartBatch():
-                    for start in message.steps:
-                        protocol.check_secret(start, secret)
                     if runner is None:
                         runner = BatchRunner(stream.send, error_info, message.run_dir)
                         nursery.start_soon(runner.flush)

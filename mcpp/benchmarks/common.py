@@ -85,11 +85,11 @@ __all__ = [
     "warm_up",
 ]
 
-# tractor 0.1.0a5 calls trio APIs that warn; the warnings say nothing about the benchmark.
-warnings.filterwarnings("ignore", category=trio.TrioDeprecationWarning)  # type: ignore[attr-defined]
+# trio 0.23.2 calls APIs newer Pythons deprecate; the warnings say nothing about the benchmark.
+warnings.filterwarnings("ignore", category=trio.TrioDeprecationWarning)
 
 MODES: tuple[ActorMode, ...] = ("per_step", "pool")
-PACKAGES = ("mcpp", "tractor", "trio", "msgspec", "psutil")
+PACKAGES = ("mcpp", "trio", "msgspec", "psutil")
 OPTIONAL_PEERS = ("ray", "dask")
 POOL_PROBE_TIMEOUT = 60.0
 

@@ -86,7 +86,6 @@ async def run_spec(
     recorder = RunRecorder(run_id, spec, completed)
     message = protocol.RunWorkflow(
         version=protocol.PROTOCOL_VERSION,
-        secret=protocol.new_secret(),
         run_id=run_id,
         spec=spec,
         completed={k: msgspec.Raw(v) for k, v in completed.items()},

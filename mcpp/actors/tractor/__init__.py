@@ -18,9 +18,6 @@
 tractor: structured concurrent "actors".
 
 """
-from trio import MultiError
-
-from ._clustering import open_actor_cluster
 from ._ipc import Channel
 from ._streaming import (
     Context,
@@ -42,9 +39,8 @@ from ._exceptions import (
     ModuleNotExposed,
     ContextCancelled,
 )
-from ._debug import breakpoint, post_mortem
 from . import msg
-from ._root import run, run_daemon, open_root_actor
+from ._root import open_root_actor
 from ._portal import Portal
 
 
@@ -54,25 +50,18 @@ __all__ = [
     'ContextCancelled',
     'ModuleNotExposed',
     'MsgStream',
-    'MultiError',
     'Portal',
     'ReceiveMsgStream',
     'RemoteActorError',
-    'breakpoint',
     'context',
     'current_actor',
     'find_actor',
     'get_arbiter',
     'is_root_process',
     'msg',
-    'open_actor_cluster',
     'open_nursery',
     'open_root_actor',
-    'post_mortem',
     'query_actor',
-    'run',
-    'run_daemon',
     'stream',
-    'to_asyncio',
     'wait_for_actor',
 ]

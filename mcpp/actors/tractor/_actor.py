@@ -38,10 +38,10 @@ from contextlib import ExitStack
 import warnings
 
 import trio  # type: ignore
-from trio_typing import TaskStatus
-from async_generator import aclosing
+from trio import TaskStatus
+from contextlib import aclosing
 
-from ._ipc import Channel
+from ._ipc import Channel, authenticate
 from ._streaming import Context
 from .log import get_logger
 from ._exceptions import (
@@ -52,8 +52,8 @@ from ._exceptions import (
     ContextCancelled,
     TransportClosed,
     StreamOverrun,
+    AuthenticationFailed,
 )
-from . import _debug
 from ._discovery import get_arbiter
 from ._portal import Portal
 from . import _state
@@ -63,6 +63,9 @@ from . import _mp_fixup_main
 if TYPE_CHECKING:
     from ._supervise import ActorNursery
 
+
+# mcpp: the only methods of ``self`` a peer may call, and only the actor's parent.
+SELF_SERVED = frozenset({'cancel', '_cancel_task'})
 
 log = get_logger('tractor')
 
@@ -194,7 +197,7 @@ async def _invoke(
                     res = await coro
                     await chan.send({'return': res, 'cid': cid})
 
-            except trio.MultiError:
+            except BaseExceptionGroup:
                 # if a context error was set then likely
                 # thei multierror was raised due to that
                 if ctx._error is not None:
@@ -207,9 +210,6 @@ async def _invoke(
                 # a ``@tractor.context`` entrypoint was called
                 assert chan.uid
 
-                # don't pop the local context until we know the
-                # associated child isn't in debug any more
-                await _debug.maybe_wait_for_debugger()
                 ctx = actor._contexts.pop((chan.uid, cid))
 
                 if ctx:
@@ -263,7 +263,7 @@ async def _invoke(
 
     except (
         Exception,
-        trio.MultiError
+        BaseExceptionGroup
     ) as err:
 
         if not is_multi_cancelled(err):
@@ -274,7 +274,6 @@ async def _invoke(
             # if not isinstance(err, trio.ClosedResourceError) and (
             # if not is_multi_cancelled(err) and (
 
-            entered_debug: bool = False
             if not isinstance(err, ContextCancelled) or (
                 isinstance(err, ContextCancelled) and ctx._cancel_called
             ):
@@ -287,10 +286,7 @@ async def _invoke(
                 # in our transport layer itself? Going to keep this
                 # open ended for now.
 
-                entered_debug = await _debug._maybe_enter_pm(err)
-
-                if not entered_debug:
-                    log.exception("Actor crashed:")
+                log.exception("Actor crashed:")
 
         # always ship errors back to caller
         err_msg = pack_error(err, tb=tb)
@@ -343,7 +339,7 @@ _lifetime_stack: ExitStack = ExitStack()
 
 async def try_ship_error_to_parent(
     channel: Channel,
-    err: Union[Exception, trio.MultiError],
+    err: Union[Exception, BaseExceptionGroup],
 
 ) -> None:
     with trio.CancelScope(shield=True):
@@ -425,12 +421,11 @@ class Actor:
         self._cancel_complete = trio.Event()
         self._cancel_called: bool = False
 
-        # retreive and store parent `__main__` data which
-        # will be passed to children
-        self._parent_main_data = _mp_fixup_main._mp_figure_out_main()
-
-        # always include debugging tools module
-        enable_modules.append('tractor._debug')
+        # mcpp: children never re-import the parent's ``__main__``: mcpp loads a user's
+        # script itself, only in the step actors that need it (``mcpp.targets``), so the
+        # coordinator never runs user code and a script without the ``__main__`` guard gets a
+        # clear error instead of a hang.
+        self._parent_main_data: dict[str, str] = {}
 
         mods = {}
         for name in enable_modules:
@@ -557,6 +552,15 @@ class Actor:
         """Entry point for new inbound connections to the channel server.
 
         """
+        # mcpp: nothing is read from or sent to a peer that has not proved it holds this
+        # tree's key; one that fails is dropped, and the actor goes on.
+        try:
+            await authenticate(stream, initiator=False)
+        except AuthenticationFailed as exc:
+            log.warning(f"Refused a connection: {exc}")
+            await trio.aclose_forcefully(stream)
+            return
+
         self._no_more_peers = trio.Event()  # unset
 
         chan = Channel.from_stream(stream)
@@ -574,7 +578,13 @@ class Actor:
             # trio.ClosedResourceError,
 
             TransportClosed,
+            # mcpp: a malformed handshake drops this one connection, never the actor.
+            ValueError,
+            TypeError,
+            IndexError,
+            KeyError,
         ):
+            await trio.aclose_forcefully(stream)
             # XXX: This may propagate up from ``Channel._aiter_recv()``
             # and ``MsgpackStream._inter_packets()`` on a read from the
             # stream particularly when the runtime is first starting up
@@ -748,7 +758,7 @@ class Actor:
 
         send_chan = ctx._send_chan
 
-        log.runtime(f"Delivering {msg} from {chan.uid} to caller {cid}")
+        pass  # mcpp: log call removed from the per-message path
 
         # XXX: we do **not** maintain backpressure and instead
         # opt to relay stream overrun errors to the sender.
@@ -902,7 +912,7 @@ class Actor:
         msg = None
         nursery_cancelled_before_task: bool = False
 
-        log.runtime(f"Entering msg loop for {chan} from {chan.uid}")
+        pass  # mcpp: log call removed from the per-message path
         try:
             with trio.CancelScope(shield=shield) as loop_cs:
                 # this internal scope allows for keeping this message
@@ -923,22 +933,18 @@ class Actor:
                             if channel is chan:
                                 await self._cancel_task(cid, channel)
 
-                        log.runtime(
-                                f"Msg loop signalled to terminate for"
-                                f" {chan} from {chan.uid}")
+                        pass  # mcpp: log call removed from the per-message path
 
                         break
 
-                    log.transport(   # type: ignore
-                        f"Received msg {msg} from {chan.uid}")
+                    pass  # mcpp: log call removed from the per-message path
 
                     cid = msg.get('cid')
                     if cid:
                         # deliver response to local caller/waiter
                         await self._push_result(chan, cid, msg)
 
-                        log.runtime(
-                            f"Waiting on next msg for {chan} from {chan.uid}")
+                        pass  # mcpp: log call removed from the per-message path
                         continue
 
                     # process command request
@@ -955,21 +961,21 @@ class Actor:
                         chan._exc = exc
                         raise exc
 
-                    log.runtime(
-                        f"Processing request from {actorid}\n"
-                        f"{ns}.{funcname}({kwargs})")
+                    pass  # mcpp: log call removed from the per-message path
 
                     if ns == 'self':
+                        # mcpp: the ``self`` namespace serves only what mcpp's own code calls
+                        # (cancel this actor, cancel one of its tasks), and only to the
+                        # parent: nothing else may reach the actor's internals.
+                        if funcname not in SELF_SERVED or chan is not self._parent_chan:
+                            err_msg = pack_error(ModuleNotExposed(
+                                f"self.{funcname} is not served to this peer"))
+                            err_msg['cid'] = cid
+                            await chan.send(err_msg)
+                            continue
                         func = getattr(self, funcname)
 
                         if funcname == 'cancel':
-
-                            # don't start entire actor runtime
-                            # cancellation if this actor is in debug
-                            # mode
-                            pdb_complete = _debug.Lock.local_pdb_complete
-                            if pdb_complete:
-                                await pdb_complete.wait()
 
                             # we immediately start the runtime machinery
                             # shutdown
@@ -1026,14 +1032,14 @@ class Actor:
                             continue
 
                     # spin up a task for the requested function
-                    log.runtime(f"Spawning task for {func}")
+                    pass  # mcpp: log call removed from the per-message path
                     assert self._service_n
                     try:
                         cs = await self._service_n.start(
                             partial(_invoke, self, cid, chan, func, kwargs),
                             name=funcname,
                         )
-                    except (RuntimeError, trio.MultiError):
+                    except (RuntimeError, BaseExceptionGroup):
                         # avoid reporting a benign race condition
                         # during actor runtime teardown.
                         nursery_cancelled_before_task = True
@@ -1049,20 +1055,17 @@ class Actor:
                     else:
                         # mark that we have ongoing rpc tasks
                         self._ongoing_rpc_tasks = trio.Event()
-                        log.runtime(f"RPC func is {func}")
+                        pass  # mcpp: log call removed from the per-message path
                         # store cancel scope such that the rpc task can be
                         # cancelled gracefully if requested
                         self._rpc_tasks[(chan, cid)] = (
                             cs, func, trio.Event())
 
-                    log.runtime(
-                        f"Waiting on next msg for {chan} from {chan.uid}")
+                    pass  # mcpp: log call removed from the per-message path
 
                 # end of async for, channel disconnect vis
                 # ``trio.EndOfChannel``
-                log.runtime(
-                    f"{chan} for {chan.uid} disconnected, cancelling tasks"
-                )
+                pass  # mcpp: log call removed from the per-message path
                 await self.cancel_rpc_tasks(chan)
 
         except (
@@ -1073,12 +1076,12 @@ class Actor:
             # handshake for them (yet) and instead we simply bail out of
             # the message loop and expect the teardown sequence to clean
             # up.
-            log.runtime(f'channel from {chan.uid} closed abruptly:\n{chan}')
+            pass  # mcpp: log call removed from the per-message path
 
             # transport **was** disconnected
             return True
 
-        except (Exception, trio.MultiError) as err:
+        except (Exception, BaseExceptionGroup) as err:
             if nursery_cancelled_before_task:
                 sn = self._service_n
                 assert sn and sn.cancel_scope.cancel_called
@@ -1098,9 +1101,7 @@ class Actor:
 
         finally:
             # msg debugging for when he machinery is brokey
-            log.runtime(
-                f"Exiting msg loop for {chan} from {chan.uid} "
-                f"with last msg:\n{msg}")
+            pass  # mcpp: log call removed from the per-message path
 
         # transport **was not** disconnected
         return False
@@ -1240,19 +1241,8 @@ class Actor:
                     if _state._runtime_vars['_is_root']:
                         _state._runtime_vars['_root_mailbox'] = accept_addr
 
-                    # Register with the arbiter if we're told its addr
-                    log.runtime(f"Registering {self} for role `{self.name}`")
-                    assert isinstance(self._arb_addr, tuple)
-
-                    async with get_arbiter(*self._arb_addr) as arb_portal:
-                        await arb_portal.run_from_ns(
-                            'self',
-                            'register_actor',
-                            uid=self.uid,
-                            sockaddr=accept_addr,
-                        )
-
-                    registered_with_arbiter = True
+                    # mcpp: actors do not register with the arbiter: nothing in mcpp looks
+                    # actors up by name, and the registry is not served to peers.
 
                     # init steps complete
                     task_status.started()
@@ -1306,15 +1296,6 @@ class Actor:
             # tear down all lifetime contexts if not in guest mode
             # XXX: should this just be in the entrypoint?
             log.info("Closing all actor lifetime contexts")
-
-            # TODO: we can't actually do this bc the debugger
-            # uses the _service_n to spawn the lock task, BUT,
-            # in theory if we had the root nursery surround this finally
-            # block it might be actually possible to debug THIS
-            # machinery in the same way as user task code?
-            # if self.name == 'brokerd.ib':
-            #     with trio.CancelScope(shield=True):
-            #         await _debug.breakpoint()
 
             _lifetime_stack.close()
 
@@ -1415,13 +1396,6 @@ class Actor:
 
         # cancel all ongoing rpc tasks
         with trio.CancelScope(shield=True):
-
-            # kill any debugger request task to avoid deadlock
-            # with the root actor in this tree
-            dbcs = _debug.Lock._debugger_request_cs
-            if dbcs is not None:
-                log.cancel("Cancelling active debugger request")
-                dbcs.cancel()
 
             # kill all ongoing tasks
             await self.cancel_rpc_tasks()

@@ -45,8 +45,10 @@ if __name__ == "__main__":
     parser.add_argument("--uid", type=parse_uid)
     parser.add_argument("--loglevel", type=str)
     parser.add_argument("--parent_addr", type=parse_ipaddr)
-    parser.add_argument("--asyncio", action='store_true')
+    parser.add_argument("--auth-fd", type=int, required=True)
     args = parser.parse_args()
+    from . import _state
+    _state.read_auth_key(args.auth_fd)  # mcpp: this tree's key, from the parent
 
     subactor = Actor(
         args.uid[0],
@@ -58,5 +60,4 @@ if __name__ == "__main__":
     _trio_main(
         subactor,
         parent_addr=args.parent_addr,
-        infect_asyncio=args.asyncio,
     )

@@ -26,7 +26,6 @@ import trio  # type: ignore
 
 from .log import get_console_log, get_logger
 from . import _state
-from .to_asyncio import run_as_asyncio_guest
 
 
 log = get_logger(__name__)
@@ -39,7 +38,6 @@ def _mp_main(
     forkserver_info: Tuple[Any, Any, Any, Any, Any],
     start_method: str,
     parent_addr: Tuple[str, int] = None,
-    infect_asyncio: bool = False,
 
 ) -> None:
     '''
@@ -68,11 +66,7 @@ def _mp_main(
         parent_addr=parent_addr
     )
     try:
-        if infect_asyncio:
-            actor._infected_aio = True
-            run_as_asyncio_guest(trio_main)
-        else:
-            trio.run(trio_main)
+        trio.run(trio_main)
     except KeyboardInterrupt:
         pass  # handle it the same way trio does?
 
@@ -85,7 +79,6 @@ def _trio_main(
     actor: 'Actor',  # type: ignore
     *,
     parent_addr: Tuple[str, int] = None,
-    infect_asyncio: bool = False,
 
 ) -> None:
     '''
@@ -111,11 +104,7 @@ def _trio_main(
     )
 
     try:
-        if infect_asyncio:
-            actor._infected_aio = True
-            run_as_asyncio_guest(trio_main)
-        else:
-            trio.run(trio_main)
+        trio.run(trio_main)
     except KeyboardInterrupt:
         log.warning(f"Actor {actor.uid} received KBI")
 

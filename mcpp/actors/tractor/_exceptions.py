@@ -62,6 +62,10 @@ class TransportClosed(trio.ClosedResourceError):
     "Underlying channel transport was closed prior to use"
 
 
+class AuthenticationFailed(ConnectionError):
+    "mcpp: the peer did not prove it holds this actor tree's key (or took too long to)."
+
+
 class ContextCancelled(RemoteActorError):
     "Inter-actor task context cancelled itself on the callee side."
 
@@ -159,7 +163,7 @@ def is_multi_cancelled(exc: BaseException) -> bool:
     cancelling a collection of subtasks.
 
     """
-    return not trio.MultiError.filter(
-        lambda exc: exc if not isinstance(exc, trio.Cancelled) else None,
-        exc,
-    )
+    # mcpp: without trio.MultiError.filter (deprecated): every leaf is a trio.Cancelled.
+    if isinstance(exc, BaseExceptionGroup):
+        return all(is_multi_cancelled(member) for member in exc.exceptions)
+    return isinstance(exc, trio.Cancelled)

@@ -43,6 +43,7 @@ except ImportError:
     from multiprocessing import resource_tracker  # type: ignore
     _tracker_type = resource_tracker.ResourceTracker
 
+from . import _state
 from multiprocessing import spawn, process  # type: ignore
 from multiprocessing import forkserver, util, connection  # type: ignore
 from multiprocessing.forkserver import (
@@ -125,7 +126,7 @@ class PatchedForkServer(ForkServer):
                 self._forkserver_pid = None
 
             # XXX only thing that changed!
-            cmd = ('from tractor._forkserver_override import main; ' +
+            cmd = ('from mcpp.actors.tractor._forkserver_override import main; ' +
                    'main(%d, %d, %r, **%r)')
 
             if self._preload_modules:
@@ -145,8 +146,12 @@ class PatchedForkServer(ForkServer):
                 # all client processes own the write end of the "alive" pipe;
                 # when they all terminate the read end becomes ready.
                 alive_r, alive_w = os.pipe()
+                # mcpp: the server (and every actor it forks) gets this tree's key
+                # through an inherited socket
+                auth_fd = _state.auth_socket()
+                data['auth_fd'] = auth_fd
                 try:
-                    fds_to_pass = [listener.fileno(), alive_r]
+                    fds_to_pass = [listener.fileno(), alive_r, auth_fd]
                     cmd %= (listener.fileno(), alive_r, self._preload_modules,
                             data)
                     exe = spawn.get_executable()
@@ -158,13 +163,16 @@ class PatchedForkServer(ForkServer):
                     raise
                 finally:
                     os.close(alive_r)
+                    os.close(auth_fd)
                 self._forkserver_address = address
                 self._forkserver_alive_fd = alive_w
                 self._forkserver_pid = pid
 
 
-def main(listener_fd, alive_r, preload, main_path=None, sys_path=None):
+def main(listener_fd, alive_r, preload, main_path=None, sys_path=None, auth_fd=None):
     '''Run forkserver.'''
+    if auth_fd is not None:
+        _state.read_auth_key(auth_fd)
     if preload:
         if '__main__' in preload and main_path is not None:
             process.current_process()._inheriting = True

@@ -19,7 +19,10 @@ Inter-process comms abstractions
 
 """
 from __future__ import annotations
+import hashlib
+import hmac
 import platform
+import secrets
 import struct
 import typing
 from collections.abc import (
@@ -38,11 +41,73 @@ from typing import (
 from tricycle import BufferedReceiveStream
 import msgspec
 import trio
-from async_generator import asynccontextmanager
+from contextlib import asynccontextmanager
 
 from .log import get_logger
-from ._exceptions import TransportClosed
+from ._exceptions import AuthenticationFailed, TransportClosed
+from . import _state
 log = get_logger(__name__)
+
+# mcpp: connections are authenticated before anything else is read or sent (``authenticate``),
+# and frames are capped.
+AUTH_MAGIC = b"mcpp-actor-auth1"
+AUTH_NONCE = 32
+AUTH_TIMEOUT = 5.0
+MAX_FRAME = 1 << 30
+
+
+async def _receive_exactly(stream: trio.SocketStream, size: int) -> bytes:
+    '''Read exactly ``size`` bytes, never more (what follows belongs to the next layer).'''
+    data = bytearray()
+    while len(data) < size:
+        chunk = await stream.receive_some(size - len(data))
+        if not chunk:
+            raise AuthenticationFailed("the peer closed the connection while authenticating")
+        data += chunk
+    return bytes(data)
+
+
+def _proof(key: bytes, role: bytes, first: bytes, second: bytes) -> bytes:
+    return hmac.new(key, role + first + second, hashlib.sha256).digest()
+
+
+async def authenticate(stream: trio.SocketStream, *, initiator: bool) -> None:
+    '''mcpp: prove to the peer, and make it prove, that both hold this tree's key.
+
+    A mutual challenge-response over the fresh connection, before any message: the acceptor
+    sends a nonce, the initiator answers with its own nonce and an HMAC-SHA256 of both under
+    the key, and the acceptor proves itself the same way. The key never crosses the wire.
+    Raises AuthenticationFailed (a ConnectionError) if the peer fails, or does not finish
+    within ``AUTH_TIMEOUT`` seconds.
+    '''
+    key = _state.auth_key()
+    if key is None:
+        raise AuthenticationFailed("no authentication key is set in this process")
+    try:
+        with trio.fail_after(AUTH_TIMEOUT):
+            if initiator:
+                hello = await _receive_exactly(stream, len(AUTH_MAGIC) + AUTH_NONCE)
+                if not hmac.compare_digest(hello[:len(AUTH_MAGIC)], AUTH_MAGIC):
+                    raise AuthenticationFailed("the peer is not an mcpp actor")
+                theirs, mine = hello[len(AUTH_MAGIC):], secrets.token_bytes(AUTH_NONCE)
+                await stream.send_all(mine + _proof(key, b"initiator", theirs, mine))
+                proof = await _receive_exactly(stream, 32)
+                if not hmac.compare_digest(proof, _proof(key, b"acceptor", mine, theirs)):
+                    raise AuthenticationFailed("the peer does not hold this run's key")
+            else:
+                mine = secrets.token_bytes(AUTH_NONCE)
+                await stream.send_all(AUTH_MAGIC + mine)
+                answer = await _receive_exactly(stream, AUTH_NONCE + 32)
+                theirs, proof = answer[:AUTH_NONCE], answer[AUTH_NONCE:]
+                if not hmac.compare_digest(proof, _proof(key, b"initiator", mine, theirs)):
+                    raise AuthenticationFailed("the peer does not hold this run's key")
+                await stream.send_all(_proof(key, b"acceptor", theirs, mine))
+    except trio.TooSlowError:
+        raise AuthenticationFailed("the peer did not authenticate in time") from None
+    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as exc:
+        if isinstance(exc, AuthenticationFailed):
+            raise
+        raise AuthenticationFailed(f"the connection broke while authenticating: {exc}") from None
 
 
 _is_windows = platform.system() == 'Windows'
@@ -144,7 +209,6 @@ class MsgpackTCPStream(MsgTransport):
 
         '''
         import msgspec  # noqa
-        decodes_failed: int = 0
 
         while True:
             try:
@@ -169,35 +233,25 @@ class MsgpackTCPStream(MsgTransport):
                 )
 
             size, = struct.unpack("<I", header)
+            if size == 0 or size > MAX_FRAME:  # mcpp: never allocate what a peer announces
+                raise TransportClosed(f'transport {self}: a frame of {size} bytes, refused')
 
-            log.transport(f'received header {size}')  # type: ignore
+            pass  # mcpp: log call removed from the per-message path
 
-            msg_bytes = await self.recv_stream.receive_exactly(size)
+            try:
+                msg_bytes = await self.recv_stream.receive_exactly(size)
+            except (ValueError, ConnectionResetError, trio.BrokenResourceError):
+                raise TransportClosed(f'transport {self} closed in the middle of a frame')
 
-            log.transport(f"received {msg_bytes}")  # type: ignore
+            pass  # mcpp: log call removed from the per-message path
             try:
                 yield self.decode(msg_bytes)
             except (
                 msgspec.DecodeError,
                 UnicodeDecodeError,
             ):
-                if decodes_failed < 4:
-                    # ignore decoding errors for now and assume they have to
-                    # do with a channel drop - hope that receiving from the
-                    # channel will raise an expected error and bubble up.
-                    try:
-                        msg_str: str | bytes = msg_bytes.decode()
-                    except UnicodeDecodeError:
-                        msg_str = msg_bytes
-
-                    log.error(
-                        '`msgspec` failed to decode!?\n'
-                        'dumping bytes:\n'
-                        f'{msg_str!r}'
-                    )
-                    decodes_failed += 1
-                else:
-                    raise
+                # mcpp: a frame that does not decode closes this connection, at once.
+                raise TransportClosed(f'transport {self}: a frame that is not msgpack')
 
     async def send(self, msg: Any) -> None:
         async with self._send_lock:
@@ -356,6 +410,11 @@ class Channel:
             *destaddr,
             **kwargs
         )
+        try:
+            await authenticate(stream, initiator=True)
+        except BaseException:
+            await trio.aclose_forcefully(stream)
+            raise
         msgstream = self.set_msg_transport(stream)
 
         log.transport(
@@ -365,7 +424,7 @@ class Channel:
 
     async def send(self, item: Any) -> None:
 
-        log.transport(f"send `{item}`")  # type: ignore
+        pass  # mcpp: log call removed from the per-message path
         assert self.msgstream
 
         await self.msgstream.send(item)

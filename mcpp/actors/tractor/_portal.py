@@ -33,7 +33,7 @@ from pprint import pformat
 import warnings
 
 import trio
-from async_generator import asynccontextmanager
+from contextlib import asynccontextmanager
 
 from ._state import current_actor
 from ._ipc import Channel
@@ -541,17 +541,6 @@ class Portal:
                     f'Context {fn_name} returned '
                     f'value from callee `{result}`'
                 )
-
-            # XXX: (MEGA IMPORTANT) if this is a root opened process we
-            # wait for any immediate child in debug before popping the
-            # context from the runtime msg loop otherwise inside
-            # ``Actor._push_result()`` the msg will be discarded and in
-            # the case where that msg is global debugger unlock (via
-            # a "stop" msg for a stream), this can result in a deadlock
-            # where the root is waiting on the lock to clear but the
-            # child has already cleared it and clobbered IPC.
-            from ._debug import maybe_wait_for_debugger
-            await maybe_wait_for_debugger()
 
             # remove the context from runtime tracking
             self.actor._contexts.pop((self.channel.uid, ctx.cid))

@@ -30,7 +30,6 @@ import warnings
 import trio
 
 from ._actor import Actor, Arbiter
-from . import _debug
 from . import _spawn
 from . import _state
 from . import log
@@ -62,9 +61,6 @@ async def open_root_actor(
     # OR `trio` (the new default).
     start_method: Optional[str] = None,
 
-    # enables the multi-process debugger support
-    debug_mode: bool = False,
-
     # internal logging
     loglevel: Optional[str] = None,
 
@@ -75,13 +71,13 @@ async def open_root_actor(
     """Async entry point for ``tractor``.
 
     """
-    # Override the global debugger hook to make it play nice with
-    # ``trio``, see:
-    # https://github.com/python-trio/trio/issues/1155#issuecomment-742964018
-    os.environ['PYTHONBREAKPOINT'] = 'tractor._debug._set_trace'
-
     # mark top most level process as root actor
     _state._runtime_vars['_is_root'] = True
+
+    # mcpp: every connection of the tree proves a key; make one if the caller did not
+    if _state.auth_key() is None:
+        import secrets
+        _state.set_auth_key(secrets.token_bytes(32))
 
     # caps based rpc list
     enable_modules = enable_modules or []
@@ -105,28 +101,6 @@ async def open_root_actor(
 
     loglevel = (loglevel or log._default_loglevel).upper()
 
-    if debug_mode and _spawn._spawn_method == 'trio':
-        _state._runtime_vars['_debug_mode'] = True
-
-        # expose internal debug module to every actor allowing
-        # for use of ``await tractor.breakpoint()``
-        enable_modules.append('tractor._debug')
-
-        # if debug mode get's enabled *at least* use that level of
-        # logging for some informative console prompts.
-        if (
-            logging.getLevelName(
-                # lul, need the upper case for the -> int map?
-                # sweet "dynamic function behaviour" stdlib...
-                loglevel,
-            ) > logging.getLevelName('PDB')
-        ):
-            loglevel = 'PDB'
-
-    elif debug_mode:
-        raise RuntimeError(
-            "Debug mode is only supported for the `trio` backend!"
-        )
 
     log.get_console_log(loglevel)
 
@@ -202,11 +176,9 @@ async def open_root_actor(
             try:
                 yield actor
 
-            except (Exception, trio.MultiError) as err:
+            except (Exception, BaseExceptionGroup) as err:
 
-                entered = await _debug._maybe_enter_pm(err)
-
-                if not entered and not is_multi_cancelled(err):
+                if not is_multi_cancelled(err):
                     logger.exception("Root actor crashed:")
 
                 # always re-raise
@@ -227,68 +199,3 @@ async def open_root_actor(
     finally:
         _state._current_actor = None
         logger.runtime("Root actor terminated")
-
-
-def run(
-
-    # target
-    async_fn: typing.Callable[..., typing.Awaitable],
-    *args,
-
-    # runtime kwargs
-    name: Optional[str] = 'root',
-    arbiter_addr: Tuple[str, int] = (
-        _default_arbiter_host,
-        _default_arbiter_port,
-    ),
-
-    start_method: Optional[str] = None,
-    debug_mode: bool = False,
-    **kwargs,
-
-) -> Any:
-    """Run a trio-actor async function in process.
-
-    This is tractor's main entry and the start point for any async actor.
-    """
-    async def _main():
-
-        async with open_root_actor(
-            arbiter_addr=arbiter_addr,
-            name=name,
-            start_method=start_method,
-            debug_mode=debug_mode,
-            **kwargs,
-        ):
-
-            return await async_fn(*args)
-
-    warnings.warn(
-        "`tractor.run()` is now deprecated. `tractor` now"
-        " implicitly starts the root actor on first actor nursery"
-        " use. If you want to start the root actor manually, use"
-        " `tractor.open_root_actor()`.",
-        DeprecationWarning,
-        stacklevel=2,
-    )
-    return trio.run(_main)
-
-
-def run_daemon(
-    enable_modules: list[str],
-    **kwargs
-) -> None:
-    '''
-    Spawn daemon actor which will respond to RPC.
-
-    This is a convenience wrapper around
-    ``tractor.run(trio.sleep(float('inf')))`` such that the first actor spawned
-    is meant to run forever responding to RPC requests.
-
-    '''
-    kwargs['enable_modules'] = list(enable_modules)
-
-    for path in enable_modules:
-        importlib.import_module(path)
-
-    return run(partial(trio.sleep, float('inf')), **kwargs)

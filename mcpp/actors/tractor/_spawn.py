@@ -19,6 +19,7 @@ Machinery for actor process spawning using multiple backends.
 
 """
 from __future__ import annotations
+import os
 import sys
 import platform
 from typing import (
@@ -27,17 +28,13 @@ from typing import (
 from collections.abc import Awaitable
 
 import trio
-from trio_typing import TaskStatus
+from trio import TaskStatus
 
-from ._debug import (
-    maybe_wait_for_debugger,
-    acquire_debug_lock,
-)
+from . import _state
 from ._state import (
     current_actor,
     is_main_process,
     is_root_process,
-    debug_mode,
 )
 
 from .log import get_logger
@@ -131,7 +128,7 @@ async def exhaust_portal(
         # always be established and shutdown using a context manager api
         final = await portal.result()
 
-    except (Exception, trio.MultiError) as err:
+    except (Exception, BaseExceptionGroup) as err:
         # we reraise in the parent task via a ``trio.MultiError``
         return err
     except trio.Cancelled as err:
@@ -260,7 +257,6 @@ async def new_proc(
 
     *,
 
-    infect_asyncio: bool = False,
     task_status: TaskStatus[Portal] = trio.TASK_STATUS_IGNORED
 
 ) -> None:
@@ -282,7 +278,7 @@ async def new_proc(
             "-m",
             # Hardcode this (instead of using ``_child.__name__`` to avoid a
             # double import warning: https://stackoverflow.com/a/45070583
-            "tractor._child",
+            "mcpp.actors.tractor._child",
             # We provide the child's unique identifier on this exec/spawn
             # line for debugging purposes when viewing the process tree from
             # the OS; it otherwise can be passed via the parent channel if
@@ -291,24 +287,28 @@ async def new_proc(
             str(subactor.uid),
             # Address the child must connect to on startup
             "--parent_addr",
-            str(parent_addr)
+            str(parent_addr),
         ]
+        # mcpp: the child gets this tree's key through an inherited socket
+        auth_fd = _state.auth_socket()
+        spawn_cmd += ["--auth-fd", str(auth_fd)]
 
         if subactor.loglevel:
             spawn_cmd += [
                 "--loglevel",
                 subactor.loglevel
             ]
-        # Tell child to run in guest mode on top of ``asyncio`` loop
-        if infect_asyncio:
-            spawn_cmd.append("--asyncio")
 
         cancelled_during_spawn: bool = False
         proc: Optional[trio.Process] = None
         try:
             try:
                 # TODO: needs ``trio_typing`` patch?
-                proc = await trio.lowlevel.open_process(spawn_cmd)  # type: ignore
+                try:
+                    proc = await trio.lowlevel.open_process(  # type: ignore
+                        spawn_cmd, pass_fds=(auth_fd,))
+                finally:
+                    os.close(auth_fd)
 
                 log.runtime(f"Started {proc}")
 
@@ -320,19 +320,6 @@ async def new_proc(
 
             except trio.Cancelled:
                 cancelled_during_spawn = True
-                # we may cancel before the child connects back in which
-                # case avoid clobbering the pdb tty.
-                if debug_mode():
-                    with trio.CancelScope(shield=True):
-                        # don't clobber an ongoing pdb
-                        if is_root_process():
-                            await maybe_wait_for_debugger()
-
-                        elif proc is not None:
-                            async with acquire_debug_lock(uid):
-                                # soft wait on the proc to terminate
-                                with trio.move_on_after(0.5):
-                                    await proc.wait()
                 raise
 
             # a sub-proc ref **must** exist now
@@ -396,18 +383,9 @@ async def new_proc(
                 log.cancel(f'Hard reap sequence starting for {uid}')
                 with trio.CancelScope(shield=True):
 
-                    # don't clobber an ongoing pdb
                     if cancelled_during_spawn:
-                        # Try again to avoid TTY clobbering.
-                        async with acquire_debug_lock(uid):
-                            with trio.move_on_after(0.5):
-                                await proc.wait()
-
-                    if is_root_process():
-                        await maybe_wait_for_debugger(
-                            child_in_debug=_runtime_vars.get(
-                                '_debug_mode', False),
-                        )
+                        with trio.move_on_after(0.5):
+                            await proc.wait()
 
                     if proc.poll() is None:
                         log.cancel(f"Attempting to hard kill {proc}")
@@ -435,7 +413,6 @@ async def new_proc(
             bind_addr=bind_addr,
             parent_addr=parent_addr,
             _runtime_vars=_runtime_vars,
-            infect_asyncio=infect_asyncio,
             task_status=task_status,
         )
 
@@ -451,7 +428,6 @@ async def mp_new_proc(
     parent_addr: tuple[str, int],
     _runtime_vars: dict[str, Any],  # serialized and sent to _child
     *,
-    infect_asyncio: bool = False,
     task_status: TaskStatus[Portal] = trio.TASK_STATUS_IGNORED
 
 ) -> None:
@@ -507,7 +483,6 @@ async def mp_new_proc(
             fs_info,
             start_method,
             parent_addr,
-            infect_asyncio,
         ),
         # daemon=True,
         name=name,

@@ -27,8 +27,51 @@ from ._exceptions import NoRuntime
 
 
 _current_actor: Optional['Actor'] = None  # type: ignore # noqa
+
+# mcpp: the key every connection of this actor tree is authenticated with (``_ipc.authenticate``).
+# The root sets it; a child gets it from its parent through an inherited pipe, never through a
+# command line, the environment or a message.
+_auth_key: Optional[bytes] = None
+
+
+def set_auth_key(key: bytes) -> None:
+    '''Set the key that authenticates this actor's connections.'''
+    global _auth_key
+    if len(key) < 16:
+        raise ValueError("an authentication key needs at least 16 bytes")
+    _auth_key = bytes(key)
+
+
+def auth_key() -> Optional[bytes]:
+    '''The key that authenticates this actor's connections, if set.'''
+    return _auth_key
+
+
+def read_auth_key(fd: int) -> None:
+    '''Set the key from ``fd``, the end of a socketpair inherited from the parent; close it.
+
+    A socket, not a pipe: a socket cannot be reopened through ``/proc/PID/fd`` by another
+    process, so only the child that inherited it can read the key.
+    '''
+    import socket
+    chunks = []
+    with socket.socket(fileno=fd) as sock:
+        while chunk := sock.recv(4096):
+            chunks.append(chunk)
+    set_auth_key(b"".join(chunks))
+
+
+def auth_socket() -> int:
+    '''A socket holding the key, for one child to inherit: return its fd (the caller passes
+    it to the child, then closes it).'''
+    import socket
+    if _auth_key is None:
+        raise RuntimeError("no authentication key is set")
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with ours:
+        ours.sendall(_auth_key)
+    return theirs.detach()
 _runtime_vars: Dict[str, Any] = {
-    '_debug_mode': False,
     '_is_root': False,
     '_root_mailbox': (None, None)
 }
@@ -73,12 +116,6 @@ def is_main_process() -> bool:
     import multiprocessing as mp
     return mp.current_process().name == 'MainProcess'
 
-
-def debug_mode() -> bool:
-    """Bool determining if "debug mode" is on which enables
-    remote subactor pdb entry on crashes.
-    """
-    return bool(_runtime_vars['_debug_mode'])
 
 
 def is_root_process() -> bool:

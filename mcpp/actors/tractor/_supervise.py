@@ -25,9 +25,8 @@ import typing
 import warnings
 
 import trio
-from async_generator import asynccontextmanager
+from contextlib import asynccontextmanager
 
-from ._debug import maybe_wait_for_debugger
 from ._state import current_actor, is_main_process
 from .log import get_logger, get_loglevel
 from ._actor import Actor
@@ -94,7 +93,6 @@ class ActorNursery:
         self._cancel_after_result_on_exit: set = set()
         self.cancelled: bool = False
         self._join_procs = trio.Event()
-        self._at_least_one_child_in_debug: bool = False
         self.errors = errors
         self.exited = trio.Event()
 
@@ -107,8 +105,6 @@ class ActorNursery:
         enable_modules: List[str] = None,
         loglevel: str = None,  # set log level per subactor
         nursery: trio.Nursery = None,
-        debug_mode: Optional[bool] = None,
-        infect_asyncio: bool = False,
     ) -> Portal:
         '''
         Start a (daemon) actor: an process that has no designated
@@ -120,11 +116,6 @@ class ActorNursery:
         # configure and pass runtime state
         _rtv = _state._runtime_vars.copy()
         _rtv['_is_root'] = False
-
-        # allow setting debug policy per actor
-        if debug_mode is not None:
-            _rtv['_debug_mode'] = debug_mode
-            self._at_least_one_child_in_debug = True
 
         enable_modules = enable_modules or []
 
@@ -162,7 +153,6 @@ class ActorNursery:
                 bind_addr,
                 parent_addr,
                 _rtv,  # run time vars
-                infect_asyncio=infect_asyncio,
             )
         )
 
@@ -177,7 +167,6 @@ class ActorNursery:
         rpc_module_paths: Optional[List[str]] = None,
         enable_modules: List[str] = None,
         loglevel: str = None,  # set log level per subactor
-        infect_asyncio: bool = False,
 
         **kwargs,  # explicit args to ``fn``
 
@@ -204,7 +193,6 @@ class ActorNursery:
             loglevel=loglevel,
             # use the run_in_actor nursery
             nursery=self._ria_nursery,
-            infect_asyncio=infect_asyncio,
         )
 
         # XXX: don't allow stream funcs
@@ -340,16 +328,6 @@ async def _open_and_supervise_one_cancels_all_nursery(
 
                 except BaseException as err:
 
-                    # If we error in the root but the debugger is
-                    # engaged we don't want to prematurely kill (and
-                    # thus clobber access to) the local tty since it
-                    # will make the pdb repl unusable.
-                    # Instead try to wait for pdb to be released before
-                    # tearing down.
-                    await maybe_wait_for_debugger(
-                        child_in_debug=anursery._at_least_one_child_in_debug
-                    )
-
                     # if the caller's scope errored then we activate our
                     # one-cancels-all supervisor strategy (don't
                     # worry more are coming).
@@ -380,13 +358,13 @@ async def _open_and_supervise_one_cancels_all_nursery(
                             # cancel all subactors
                             await anursery.cancel()
 
-                    except trio.MultiError as merr:
+                    except BaseExceptionGroup as merr:
                         # If we receive additional errors while waiting on
                         # remaining subactors that were cancelled,
                         # aggregate those errors with the original error
                         # that triggered this teardown.
                         if err not in merr.exceptions:
-                            raise trio.MultiError(merr.exceptions + [err])
+                            raise BaseExceptionGroup("actor nursery errors", [*merr.exceptions, err])
                     else:
                         raise
 
@@ -397,16 +375,10 @@ async def _open_and_supervise_one_cancels_all_nursery(
         except (
 
             Exception,
-            trio.MultiError,
+            BaseExceptionGroup,
             trio.Cancelled
 
         ) as err:
-
-            # XXX: yet another guard before allowing the cancel
-            # sequence in case a (single) child is in debug.
-            await maybe_wait_for_debugger(
-                child_in_debug=anursery._at_least_one_child_in_debug
-            )
 
             # If actor-local error was raised while waiting on
             # ".run_in_actor()" actors then we also want to cancel all
@@ -431,7 +403,7 @@ async def _open_and_supervise_one_cancels_all_nursery(
 
                 # use `MultiError` as needed
                 if len(errors) > 1:
-                    raise trio.MultiError(tuple(errors.values()))
+                    raise BaseExceptionGroup("actor nursery errors", list(errors.values()))
                 else:
                     raise list(errors.values())[0]
 

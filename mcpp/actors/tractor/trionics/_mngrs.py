@@ -32,7 +32,7 @@ from typing import (
 )
 
 import trio
-from trio_typing import TaskStatus
+from trio import TaskStatus
 
 from ..log import get_logger
 from .._state import current_actor
