@@ -11,11 +11,9 @@ succeeded and a slot (``max_concurrent``, resource pools) is free.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import signal
-import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -30,6 +28,8 @@ from mcpp.actors import contain, tractor
 from mcpp.actors.launch import run_isolated
 from mcpp.actors.parentwatch import on_exit, watch_parent
 from mcpp.actors.pool import Plan, Pool, Requeue, Worker
+from mcpp.actors.spawner import Spawner
+from mcpp.actors.tractor import _spawn
 from mcpp.dag import Graph, StepState
 from mcpp.errors import ProtocolError
 from mcpp.protocol import (
@@ -449,55 +449,29 @@ class Coordinator:
             self.consumed(step_id)
 
 
-def use_forkserver(preload: list[str]) -> None:
-    """Start this process's child actors by forking a server that has ``preload`` imported.
+async def start_helpers() -> Spawner:
+    """Start the fork server that step and worker actors are forked from; return it.
 
     A fresh interpreter spends ~0.3 s of CPU importing trio and the actor runtime; a fork of a
-    server that has them imported starts in a few milliseconds. The server gets the run's key
-    through an inherited socket, and its children inherit it in memory. A forked actor's parent
-    is the forkserver, so it watches the forkserver's parent to know when to exit
-    (``mcpp.actors.parentwatch``).
+    server that has them imported starts in a few milliseconds. The server
+    (:mod:`mcpp.actors.spawner`) is reachable only through its socketpair to this process and
+    speaks msgpack: nothing is pickled. It is the only child the coordinator starts itself:
+    any other child is an orphan of a dead actor. A forked actor's parent is the server, so it
+    watches the server's parent to know when to exit (``mcpp.actors.parentwatch``).
     """
-    from mcpp.actors.tractor import _spawn
-
-    context = _spawn.try_set_start_method("forkserver")
-    assert context is not None
-    context.set_forkserver_preload(preload)
-
-
-def start_helpers(run_dir: str | None) -> frozenset[int]:
-    """Start the forkserver (and multiprocessing's resource tracker); return their pids.
-
-    Their files (the forkserver's socket) go in the run's folder. These are the only
-    children the coordinator starts itself: any other child is an orphan of a dead actor.
-    """
-    from multiprocessing import forkserver, process
-
-    if run_dir is not None:
-        process.current_process()._config["tempdir"] = run_dir  # type: ignore[attr-defined]
-    use_forkserver(["mcpp.actors.step"])
-    forkserver.ensure_running()
-    return frozenset(contain.children())
+    spawner = await Spawner.start(["mcpp.actors.step"])
+    _spawn.set_fork_server(spawner)
+    _spawn.try_set_start_method("fork_server")
+    return spawner
 
 
-def stop_helpers(helpers: frozenset[int]) -> None:
-    """End every process below the coordinator: the forkserver and resource tracker are
-    asked to stop (their pipes closed), then whatever is left is ended."""
-    from multiprocessing import forkserver, resource_tracker
-
-    contain.end_descendants(keep=helpers)
-    servers: list[Any] = [forkserver._forkserver, resource_tracker._resource_tracker]
-    for server in servers:
-        stopper = threading.Thread(target=quietly, args=(server._stop,), daemon=True)
-        stopper.start()
-        stopper.join(contain.GRACE)
-    contain.end_descendants()
-
-
-def quietly(call: Callable[[], object]) -> None:
-    """Call ``call``, ignoring OSError (a helper already gone)."""
-    with contextlib.suppress(OSError):
-        call()
+async def stop_helpers(spawner: Spawner) -> None:
+    """End every process below the coordinator: the actors (if any is left), the fork server
+    (its socket closed), then whatever is left."""
+    await trio.to_thread.run_sync(partial(contain.end_descendants, keep={spawner.pid}))
+    _spawn.set_fork_server(None)
+    await spawner.aclose()
+    await trio.to_thread.run_sync(contain.end_descendants)
 
 
 @tractor.context
@@ -522,11 +496,12 @@ async def coordinate(ctx: tractor.Context) -> None:
             raise ProtocolError(f"expected RunWorkflow, got {type(run).__name__}")
         if run.run_dir is not None:
             on_exit(partial(shutil.rmtree, run.run_dir, ignore_errors=True))
-        helpers = start_helpers(run.run_dir)
+        spawner = await start_helpers()
         try:
-            await drive(run, stream, helpers)
+            await drive(run, stream, frozenset({spawner.pid}))
         finally:
-            await trio.to_thread.run_sync(stop_helpers, helpers)
+            with trio.CancelScope(shield=True):
+                await stop_helpers(spawner)
 
 
 async def drive(run: RunWorkflow, stream: Any, helpers: frozenset[int]) -> None:

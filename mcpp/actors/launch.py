@@ -53,8 +53,9 @@ def process_death(returncode: int | None, pid: int, role: str = "step process") 
 
 
 class ProcessHandle:
-    """The process of an actor, however tractor started it (``trio.Process`` for the 'trio'
-    start method, ``multiprocessing.Process`` for 'forkserver'), behind one interface."""
+    """The process of an actor, however it was started (a ``trio.Process`` for the 'trio'
+    start method, a :class:`mcpp.actors.spawner.ForkedProcess` for 'fork_server'), behind one
+    typed interface."""
 
     def __init__(self, process: Any) -> None:
         self.process = process
@@ -72,9 +73,7 @@ class ProcessHandle:
 
     def poll(self) -> int | None:
         """The exit code if the process has ended, else ``None``."""
-        if isinstance(self.process, trio.Process):
-            return self.process.poll()
-        code: int | None = self.process.exitcode
+        code: int | None = self.process.poll()
         return code
 
     def kill(self) -> None:
@@ -84,10 +83,7 @@ class ProcessHandle:
 
     async def wait(self) -> int:
         """Wait until the process has ended; return its exit code."""
-        if isinstance(self.process, trio.Process):
-            return await self.process.wait()
-        while (code := self.poll()) is None:
-            await trio.lowlevel.wait_readable(self.process.sentinel)
+        code: int = await self.process.wait()
         return code
 
 

@@ -8,7 +8,6 @@ events. When the block exits, every actor process of the run is gone.
 
 from __future__ import annotations
 
-import os
 import shutil
 import socket
 import tempfile
@@ -28,7 +27,6 @@ from mcpp.protocol import CancelRun, RunWorkflow
 __all__ = ["RunChannel", "free_port", "inside_actor", "open_run"]
 
 LOOPBACK = "127.0.0.1"
-MAX_TEMPDIR = 64  # + "/mcpp-run-XXXXXXXX/listener-XXXXXXXX" stays within a socket path
 COORDINATOR_MODULES = ["mcpp.actors.coordinator"]
 # mcpp reports every failure itself; tractor's own console log would repeat expected ones
 # (a cancelled step context) as errors. Its 'runtime' and 'transport' levels would also print
@@ -42,15 +40,6 @@ def free_port() -> int:
         sock.bind((LOOPBACK, 0))
         port: int = sock.getsockname()[1]
         return port
-
-
-def short_tempdir() -> str:
-    """The temporary folder, or ``/tmp`` if its path is too long to hold the forkserver's
-    UNIX socket (the run's folder holds it, and such paths are limited to 107 bytes)."""
-    base = tempfile.gettempdir()
-    if len(base) > MAX_TEMPDIR and os.path.isdir("/tmp"):
-        return "/tmp"
-    return base
 
 
 def inside_actor() -> bool:
@@ -140,14 +129,15 @@ async def open_tree(run: RunWorkflow) -> AsyncIterator[RunChannel]:
     supervisor), every child but the coordinator is an orphan of the run and is ended, and
     nothing of the run is left when this returns.
     """
-    run_dir = tempfile.mkdtemp(prefix="mcpp-run-", dir=short_tempdir())
+    run_dir = tempfile.mkdtemp(prefix="mcpp-run-")
     try:
         async with open_actors(msgspec.structs.replace(run, run_dir=run_dir)) as channel:
             yield channel
     finally:
-        if contain.is_subreaper():
-            await trio.to_thread.run_sync(contain.end_descendants)
-        shutil.rmtree(run_dir, ignore_errors=True)
+        with trio.CancelScope(shield=True):  # a second Ctrl-C stops waiting, not cleaning
+            if contain.is_subreaper():
+                await trio.to_thread.run_sync(contain.end_descendants)
+            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @asynccontextmanager

@@ -136,7 +136,7 @@ async def serve(ctx: tractor.Context) -> None:
     """
     actor = tractor.current_actor()
     contain.become_subreaper()
-    watch_parent(forked=actor._spawn_method == "forkserver")
+    watch_parent(forked=actor._spawn_method == "fork_server")
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor alone handles Ctrl-C
     if ctx.chan is not actor._parent_chan:
         raise ProtocolError("refused: steps run only for this actor's parent")

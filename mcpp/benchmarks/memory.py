@@ -90,20 +90,14 @@ def rss(pid: int) -> int:
 
 
 def actor_processes(coordinator: psutil.Process) -> list[int]:
-    """The step or worker actors below ``coordinator``: its descendants but for the helper
-    processes of the forkserver start method (the forkserver itself, a child of the
-    coordinator, and multiprocessing's resource tracker). Forked actors are the forkserver's
-    children and carry its command line."""
-    found = []
-    for proc in coordinator.children(recursive=True):
+    """The step or worker actors below ``coordinator``: the children of its fork server (its
+    only child, ``mcpp.actors.spawner``), which is not an actor itself."""
+    found: list[int] = []
+    for server in coordinator.children():
         try:
-            command = " ".join(proc.cmdline())
-            parent = proc.ppid()
+            found.extend(child.pid for child in server.children())
         except psutil.Error:
             continue
-        if "resource_tracker" in command or ("forkserver" in command and parent == coordinator.pid):
-            continue
-        found.append(proc.pid)
     return found
 
 

@@ -470,8 +470,6 @@ class Actor:
 
         self._listeners: list[trio.abc.Listener] = []
         self._parent_chan: Optional[Channel] = None
-        self._forkserver_info: Optional[
-            tuple[Any, Any, Any, Any, Any]] = None
         self._actoruid2nursery: dict[Optional[tuple[str, str]], 'ActorNursery'] = {}  # type: ignore  # noqa
 
     async def wait_for_peer(
@@ -494,7 +492,7 @@ class Actor:
         code (if it exists).
         """
         try:
-            if self._spawn_method == 'trio':
+            if self._spawn_method in ('trio', 'fork_server'):
                 parent_data = self._parent_main_data
                 if 'init_main_from_name' in parent_data:
                     _mp_fixup_main._fixup_main_from_name(
@@ -504,9 +502,8 @@ class Actor:
                         parent_data['init_main_from_path'])
 
             for modpath, filepath in self.enable_modules.items():
-                # XXX append the allowed module to the python path which
-                # should allow for relative (at least downward) imports.
-                sys.path.append(os.path.dirname(filepath))
+                # mcpp: the module's folder is NOT appended to ``sys.path`` (upstream did):
+                # it let a module of that folder shadow a user's module of the same name.
                 log.runtime(f"Attempting to import {modpath}@{filepath}")
                 mod = importlib.import_module(modpath)
                 self._mods[modpath] = mod
@@ -1124,7 +1121,7 @@ class Actor:
 
             accept_addr: Optional[tuple[str, int]] = None
 
-            if self._spawn_method == "trio":
+            if self._spawn_method in ("trio", "fork_server"):
                 # Receive runtime state from our parent
                 parent_data: dict[str, Any]
                 parent_data = await chan.recv()

@@ -21,6 +21,9 @@ This is the "bootloader" for actors started using the native trio backend.
 import sys
 import trio
 import argparse
+from typing import Optional
+
+import msgspec
 
 from ast import literal_eval
 
@@ -38,6 +41,31 @@ def parse_ipaddr(arg):
 
 
 from ._entry import _trio_main
+
+
+class ForkSpec(msgspec.Struct, frozen=True):
+    '''mcpp: what a child of the 'fork_server' start method is told (msgpack, never pickle).'''
+    name: str
+    uuid: str
+    loglevel: Optional[str]
+    parent_addr: tuple[str, int]
+    auth_key: bytes
+
+
+def fork_main(payload: bytes) -> int:
+    '''mcpp: the entry of a child forked by the fork server (``_spawn.FORK_ENTRY``).'''
+    from . import _state
+    spec = msgspec.msgpack.decode(payload, type=ForkSpec)
+    _state.set_auth_key(spec.auth_key)
+    subactor = Actor(
+        spec.name,
+        uid=spec.uuid,
+        loglevel=spec.loglevel,
+        spawn_method="fork_server",
+    )
+    _trio_main(subactor, parent_addr=spec.parent_addr)
+    return 0
+
 
 if __name__ == "__main__":
 

@@ -21,92 +21,58 @@ Machinery for actor process spawning using multiple backends.
 from __future__ import annotations
 import os
 import sys
-import platform
 from typing import (
     Any, Optional, Callable, TypeVar, TYPE_CHECKING
 )
 from collections.abc import Awaitable
 
+import msgspec
 import trio
 from trio import TaskStatus
 
 from . import _state
 from ._state import (
     current_actor,
-    is_main_process,
     is_root_process,
 )
 
 from .log import get_logger
 from ._portal import Portal
 from ._actor import Actor
-from ._entry import _mp_main
 from ._exceptions import ActorFailure
 
 
-if TYPE_CHECKING:
-    import multiprocessing as mp
-    ProcessType = TypeVar('ProcessType', mp.Process, trio.Process)
-
 log = get_logger('tractor')
 
-# placeholder for an mp start context if so using that backend
-_ctx: Optional[mp.context.BaseContext] = None
 _spawn_method: str = "trio"
 
-
-if platform.system() == 'Windows':
-
-    import multiprocessing as mp
-    _ctx = mp.get_context("spawn")
-
-    async def proc_waiter(proc: mp.Process) -> None:
-        await trio.lowlevel.WaitForSingleObject(proc.sentinel)
-else:
-    # *NIX systems use ``trio`` primitives as our default as well
-
-    async def proc_waiter(proc: mp.Process) -> None:
-        await trio.lowlevel.wait_readable(proc.sentinel)
+# mcpp: the 'fork_server' start method forks children from a preloaded server process
+# (``mcpp.actors.spawner``) that mcpp starts and hands in here; the child's spec travels as
+# msgpack over the server's private socketpair. multiprocessing's start methods are gone: they
+# pickle the child's spawn data.
+_fork_server: Any = None
+FORK_ENTRY = "mcpp.actors.tractor._child:fork_main"
 
 
-def try_set_start_method(name: str) -> Optional[mp.context.BaseContext]:
+def set_fork_server(server: Any) -> None:
+    '''Fork children of the 'fork_server' start method from ``server`` (None: none).'''
+    global _fork_server
+    _fork_server = server
+
+
+def try_set_start_method(name: str) -> None:
     '''
-    Attempt to set the method for process starting, aka the "actor
-    spawning backend".
-
-    If the desired method is not supported this function will error.
-    On Windows only the ``multiprocessing`` "spawn" method is offered
-    besides the default ``trio`` which uses async wrapping around
-    ``subprocess.Popen``.
+    Set the method for process starting, aka the "actor spawning backend": ``'trio'`` (a
+    fresh interpreter, ``python -m mcpp.actors.tractor._child``) or ``'fork_server'`` (a fork
+    of the server given to :func:`set_fork_server`).
 
     '''
-    import multiprocessing as mp
-    global _ctx
     global _spawn_method
-
-    methods = mp.get_all_start_methods()
-    if 'fork' in methods:
-        # forking is incompatible with ``trio``s global task tree
-        methods.remove('fork')
-
-    # supported on all platforms
-    methods += ['trio']
-
-    if name not in methods:
+    if name not in ('trio', 'fork_server'):
         raise ValueError(
-            f"Spawn method `{name}` is invalid please choose one of {methods}"
+            f"Spawn method `{name}` is invalid please choose one of ['trio', 'fork_server']"
         )
-    elif name == 'forkserver':
-        from . import _forkserver_override
-        _forkserver_override.override_stdlib()
-        _ctx = mp.get_context(name)
-    elif name == 'trio':
-        _ctx = None
-    else:
-        _ctx = mp.get_context(name)
-
     _spawn_method = name
-    return _ctx
 
 
 async def exhaust_portal(
@@ -182,25 +148,24 @@ async def do_hard_kill(
     # the ``.wait()`` inside ``new_proc()`` which will pretty much
     # never release until the process exits, now it acts as
     # a hard-kill time ultimatum.
+    # mcpp: the same for a ``trio.Process`` and a fork server's ``ForkedProcess``: wait for
+    # the process to exit, and kill it after ``terminate_after`` seconds.
     with trio.move_on_after(terminate_after) as cs:
-
-        # NOTE: This ``__aexit__()`` shields internally.
-        async with proc:  # calls ``trio.Process.aclose()``
-            log.debug(f"Terminating {proc}")
+        cs.shield = True
+        await proc.wait()
 
     if cs.cancelled_caught:
-        # XXX: should pretty much never get here unless we have
-        # to move the bits from ``proc.__aexit__()`` out and
-        # into here.
         log.critical(f"#ZOMBIE_LORD_IS_HERE: {proc}")
         proc.kill()
+        with trio.CancelScope(shield=True):
+            await proc.wait()
 
 
 async def soft_wait(
 
-    proc: ProcessType,
+    proc: Any,
     wait_func: Callable[
-        [ProcessType],
+        [Any],
         Awaitable,
     ],
     portal: Portal,
@@ -272,7 +237,7 @@ async def new_proc(
     subactor._spawn_method = _spawn_method
     uid = subactor.uid
 
-    if _spawn_method == 'trio':
+    if _spawn_method in ('trio', 'fork_server'):
         spawn_cmd = [
             sys.executable,
             "-m",
@@ -289,9 +254,6 @@ async def new_proc(
             "--parent_addr",
             str(parent_addr),
         ]
-        # mcpp: the child gets this tree's key through an inherited socket
-        auth_fd = _state.auth_socket()
-        spawn_cmd += ["--auth-fd", str(auth_fd)]
 
         if subactor.loglevel:
             spawn_cmd += [
@@ -304,11 +266,26 @@ async def new_proc(
         try:
             try:
                 # TODO: needs ``trio_typing`` patch?
-                try:
-                    proc = await trio.lowlevel.open_process(  # type: ignore
-                        spawn_cmd, pass_fds=(auth_fd,))
-                finally:
-                    os.close(auth_fd)
+                if _spawn_method == 'trio':
+                    # mcpp: the child gets this tree's key through an inherited socket
+                    auth_fd = _state.auth_socket()
+                    spawn_cmd += ["--auth-fd", str(auth_fd)]
+                    try:
+                        proc = await trio.lowlevel.open_process(  # type: ignore
+                            spawn_cmd, pass_fds=(auth_fd,))
+                    finally:
+                        os.close(auth_fd)
+                else:
+                    if _fork_server is None:
+                        raise RuntimeError("the 'fork_server' start method has no server")
+                    payload = msgspec.msgpack.encode({
+                        'name': subactor.name,
+                        'uuid': subactor.uid[1],
+                        'loglevel': subactor.loglevel,
+                        'parent_addr': list(parent_addr),
+                        'auth_key': _state.auth_key(),
+                    })
+                    proc = await _fork_server.spawn(FORK_ENTRY, payload)
 
                 log.runtime(f"Started {proc}")
 
@@ -364,7 +341,7 @@ async def new_proc(
                 # condition.
                 await soft_wait(
                     proc,
-                    trio.Process.wait,
+                    type(proc).wait,
                     portal
                 )
 
@@ -399,179 +376,3 @@ async def new_proc(
                 # pop child entry to indicate we no longer managing this
                 # subactor
                 actor_nursery._children.pop(subactor.uid)
-
-    else:
-        # `multiprocessing`
-        # async with trio.open_nursery() as nursery:
-        await mp_new_proc(
-            name=name,
-            actor_nursery=actor_nursery,
-            subactor=subactor,
-            errors=errors,
-
-            # passed through to actor main
-            bind_addr=bind_addr,
-            parent_addr=parent_addr,
-            _runtime_vars=_runtime_vars,
-            task_status=task_status,
-        )
-
-
-async def mp_new_proc(
-
-    name: str,
-    actor_nursery: 'ActorNursery',  # type: ignore  # noqa
-    subactor: Actor,
-    errors: dict[tuple[str, str], Exception],
-    # passed through to actor main
-    bind_addr: tuple[str, int],
-    parent_addr: tuple[str, int],
-    _runtime_vars: dict[str, Any],  # serialized and sent to _child
-    *,
-    task_status: TaskStatus[Portal] = trio.TASK_STATUS_IGNORED
-
-) -> None:
-
-    # uggh zone
-    try:
-        from multiprocessing import semaphore_tracker  # type: ignore
-        resource_tracker = semaphore_tracker
-        resource_tracker._resource_tracker = resource_tracker._semaphore_tracker  # noqa
-    except ImportError:
-        # 3.8 introduces a more general version that also tracks shared mems
-        from multiprocessing import resource_tracker  # type: ignore
-
-    assert _ctx
-    start_method = _ctx.get_start_method()
-    if start_method == 'forkserver':
-        from multiprocessing import forkserver  # type: ignore
-        # XXX do our hackery on the stdlib to avoid multiple
-        # forkservers (one at each subproc layer).
-        fs = forkserver._forkserver
-        curr_actor = current_actor()
-        if is_main_process() and not curr_actor._forkserver_info:
-            # if we're the "main" process start the forkserver
-            # only once and pass its ipc info to downstream
-            # children
-            # forkserver.set_forkserver_preload(enable_modules)
-            forkserver.ensure_running()
-            fs_info = (
-                fs._forkserver_address,
-                fs._forkserver_alive_fd,
-                getattr(fs, '_forkserver_pid', None),
-                getattr(
-                    resource_tracker._resource_tracker, '_pid', None),
-                resource_tracker._resource_tracker._fd,
-            )
-        else:
-            assert curr_actor._forkserver_info
-            fs_info = (
-                fs._forkserver_address,
-                fs._forkserver_alive_fd,
-                fs._forkserver_pid,
-                resource_tracker._resource_tracker._pid,
-                resource_tracker._resource_tracker._fd,
-             ) = curr_actor._forkserver_info
-    else:
-        fs_info = (None, None, None, None, None)
-
-    proc: mp.Process = _ctx.Process(  # type: ignore
-        target=_mp_main,
-        args=(
-            subactor,
-            bind_addr,
-            fs_info,
-            start_method,
-            parent_addr,
-        ),
-        # daemon=True,
-        name=name,
-    )
-
-    # `multiprocessing` only (since no async interface):
-    # register the process before start in case we get a cancel
-    # request before the actor has fully spawned - then we can wait
-    # for it to fully come up before sending a cancel request
-    actor_nursery._children[subactor.uid] = (subactor, proc, None)
-
-    proc.start()
-    if not proc.is_alive():
-        raise ActorFailure("Couldn't start sub-actor?")
-
-    log.runtime(f"Started {proc}")
-
-    try:
-        # wait for actor to spawn and connect back to us
-        # channel should have handshake completed by the
-        # local actor by the time we get a ref to it
-        event, chan = await actor_nursery._actor.wait_for_peer(
-            subactor.uid)
-
-        # XXX: monkey patch poll API to match the ``subprocess`` API..
-        # not sure why they don't expose this but kk.
-        proc.poll = lambda: proc.exitcode  # type: ignore
-
-    # except:
-        # TODO: in the case we were cancelled before the sub-proc
-        # registered itself back we must be sure to try and clean
-        # any process we may have started.
-
-        portal = Portal(chan)
-        actor_nursery._children[subactor.uid] = (subactor, proc, portal)
-
-        # unblock parent task
-        task_status.started(portal)
-
-        # wait for ``ActorNursery`` block to signal that
-        # subprocesses can be waited upon.
-        # This is required to ensure synchronization
-        # with user code that may want to manually await results
-        # from nursery spawned sub-actors. We don't want the
-        # containing nurseries here to collect results or error
-        # while user code is still doing it's thing. Only after the
-        # nursery block closes do we allow subactor results to be
-        # awaited and reported upwards to the supervisor.
-        with trio.CancelScope(shield=True):
-            await actor_nursery._join_procs.wait()
-
-        async with trio.open_nursery() as nursery:
-            if portal in actor_nursery._cancel_after_result_on_exit:
-                nursery.start_soon(
-                    cancel_on_completion,
-                    portal,
-                    subactor,
-                    errors
-                )
-
-            # This is a "soft" (cancellable) join/reap which
-            # will remote cancel the actor on a ``trio.Cancelled``
-            # condition.
-            await soft_wait(
-                proc,
-                proc_waiter,
-                portal
-            )
-
-            # cancel result waiter that may have been spawned in
-            # tandem if not done already
-            log.warning(
-                "Cancelling existing result waiter task for "
-                f"{subactor.uid}")
-            nursery.cancel_scope.cancel()
-
-    finally:
-        # hard reap sequence
-        if proc.is_alive():
-            log.cancel(f"Attempting to hard kill {proc}")
-            with trio.move_on_after(0.1) as cs:
-                cs.shield = True
-                await proc_waiter(proc)
-
-            if cs.cancelled_caught:
-                proc.terminate()
-
-        proc.join()
-        log.debug(f"Joined {proc}")
-
-        # pop child entry to indicate we are no longer managing subactor
-        subactor, proc, portal = actor_nursery._children.pop(subactor.uid)
