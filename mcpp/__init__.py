@@ -13,21 +13,21 @@ from typing import TYPE_CHECKING, Any
 from mcpp.errors import CycleError, MCPPError, ProtocolError, RunError, WorkflowError
 
 if TYPE_CHECKING:
-    from mcpp.results import RunResult, StepResult
-    from mcpp.spec import StepSpec, WorkflowSpec
     from mcpp.supervisor.api import Workflow, load_workflow
-    from mcpp.supervisor.durable import resume, resume_async
+    from mcpp.supervisor.results import RunResult, StepResult
+    from mcpp.supervisor.resume import resume, resume_async
+    from mcpp.workflow.spec import StepSpec, WorkflowSpec
 
 # Loaded on first use, so that ``import mcpp`` (and the CLI's first lines) stay cheap.
 _LAZY = {
-    "RunResult": "mcpp.results",
-    "StepResult": "mcpp.results",
-    "StepSpec": "mcpp.spec",
-    "WorkflowSpec": "mcpp.spec",
+    "RunResult": "mcpp.supervisor.results",
+    "StepResult": "mcpp.supervisor.results",
+    "StepSpec": "mcpp.workflow.spec",
+    "WorkflowSpec": "mcpp.workflow.spec",
     "Workflow": "mcpp.supervisor.api",
     "load_workflow": "mcpp.supervisor.api",
-    "resume": "mcpp.supervisor.durable",
-    "resume_async": "mcpp.supervisor.durable",
+    "resume": "mcpp.supervisor.resume",
+    "resume_async": "mcpp.supervisor.resume",
 }
 
 

@@ -28,7 +28,7 @@ from typing import Any, Final
 import msgspec
 
 from mcpp.errors import ProtocolError
-from mcpp.spec import WorkflowSpec
+from mcpp.workflow.spec import WorkflowSpec
 
 __all__ = [
     "PROTOCOL_VERSION",
@@ -82,7 +82,7 @@ class RunWorkflow(Message, frozen=True, tag="run_workflow"):
     """Run ``spec``. ``completed`` maps steps that already succeeded (resume) to their results.
 
     ``cache_path`` is the result cache file (``None``: cache nothing); ``identities`` maps each
-    step with ``cache`` on to its function hash (:func:`mcpp.stepcache.identities`, computed
+    step with ``cache`` on to its function hash (:func:`mcpp.cache.step.identities`, computed
     by the supervisor so the coordinator never imports user code).
     """
 

@@ -41,7 +41,7 @@ import psutil
 import pytest
 
 from mcpp import protocol
-from mcpp.spec import StepSpec, WorkflowSpec
+from mcpp.workflow.spec import StepSpec, WorkflowSpec
 from tests.world import Cli, CliResult, World, start_cli, write_workflow
 
 pytestmark = pytest.mark.skipif(

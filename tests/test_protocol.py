@@ -7,7 +7,7 @@ import pytest
 
 from mcpp import protocol
 from mcpp.errors import ProtocolError
-from mcpp.spec import StepSpec, WorkflowSpec
+from mcpp.workflow.spec import StepSpec, WorkflowSpec
 
 
 def all_message_classes() -> set[type[protocol.Message]]:

@@ -28,8 +28,10 @@ from mcpp.actors import contain, tractor
 from mcpp.actors.launch import run_isolated
 from mcpp.actors.parentwatch import on_exit, watch_parent
 from mcpp.actors.pool import Plan, Pool, Requeue, Worker
+from mcpp.actors.scheduler import ReadyQueue, Slots, retry_delay, should_retry
 from mcpp.actors.spawner import Spawner
 from mcpp.actors.tractor import _spawn
+from mcpp.cache.step import StepCache
 from mcpp.dag import Graph, StepState
 from mcpp.errors import ProtocolError
 from mcpp.protocol import (
@@ -43,9 +45,7 @@ from mcpp.protocol import (
     StepSkipped,
     StepSucceeded,
 )
-from mcpp.scheduler import ReadyQueue, Slots, retry_delay, should_retry
-from mcpp.spec import StepSpec
-from mcpp.stepcache import StepCache
+from mcpp.workflow.spec import StepSpec
 
 __all__ = ["Coordinator", "coordinate"]
 

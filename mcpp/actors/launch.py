@@ -20,7 +20,7 @@ from mcpp.actors import step as step_endpoint
 from mcpp.actors import tractor
 from mcpp.errors import ProtocolError
 from mcpp.protocol import ErrorInfo, Heartbeat, StartStep, StepFailed, StepStarted, StepSucceeded
-from mcpp.spec import StepSpec
+from mcpp.workflow.spec import StepSpec
 
 __all__ = [
     "GRACE",

@@ -204,7 +204,7 @@ class BatchRunner:
 
     def work(self) -> None:
         """The runner thread: run each submitted step and report its start and outcome."""
-        from mcpp.targets import resolve
+        from mcpp.workflow.targets import resolve
 
         self.children = contain.ChildWatch((self.pid, threading.get_native_id()))
         functions: dict[str, Callable[..., Any]] = {}

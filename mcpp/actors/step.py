@@ -56,7 +56,7 @@ async def call(start: StartStep) -> msgspec.Raw:
     Sync functions run in a worker thread (abandoned on cancellation: the coordinator kills the
     process if the thread does not stop); async functions run in this event loop.
     """
-    from mcpp.targets import resolve
+    from mcpp.workflow.targets import resolve
 
     fn = resolve(start.target, import_paths=start.import_paths, main_path=start.main_path)
     kwargs: dict[str, Any] = protocol.decode_value(start.kwargs)

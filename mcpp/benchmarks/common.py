@@ -46,10 +46,10 @@ import trio
 
 from mcpp import protocol
 from mcpp.benchmarks import workloads
-from mcpp.results import RunRecorder, RunResult
-from mcpp.spec import ActorMode, StepSpec, WorkflowSpec
-from mcpp.supervisor.durable import run_journalled
+from mcpp.supervisor.results import RunRecorder, RunResult
+from mcpp.supervisor.resume import run_journalled
 from mcpp.supervisor.run import EventHook, run_spec
+from mcpp.workflow.spec import ActorMode, StepSpec, WorkflowSpec
 
 __all__ = [
     "MODES",

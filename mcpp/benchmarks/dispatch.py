@@ -48,7 +48,7 @@ from mcpp.benchmarks.common import (
     span_peer,
     to_spec,
 )
-from mcpp.spec import ActorMode
+from mcpp.workflow.spec import ActorMode
 
 __all__ = ["TARGETS", "Shape", "main", "measure_mode", "parser", "shapes"]
 

@@ -47,8 +47,8 @@ from mcpp.benchmarks.common import (
     selected_modes,
     to_spec,
 )
-from mcpp.results import RunRecorder
-from mcpp.spec import ActorMode
+from mcpp.supervisor.results import RunRecorder
+from mcpp.workflow.spec import ActorMode
 
 __all__ = [
     "FAULTS",

@@ -52,8 +52,8 @@ from mcpp.benchmarks.common import (
     target,
     to_spec,
 )
-from mcpp.results import RunRecorder
-from mcpp.spec import ActorMode
+from mcpp.supervisor.results import RunRecorder
+from mcpp.workflow.spec import ActorMode
 
 __all__ = ["Growth", "idle_baseline", "idle_mcpp", "leak_baseline", "leak_mcpp", "main", "parser"]
 

@@ -33,7 +33,7 @@ from mcpp.benchmarks.common import (
     span_peer,
     to_spec,
 )
-from mcpp.spec import ActorMode
+from mcpp.workflow.spec import ActorMode
 
 __all__ = ["main", "measure_mode", "parser", "relay_chain"]
 

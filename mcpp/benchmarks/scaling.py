@@ -35,7 +35,7 @@ from mcpp.benchmarks.common import (
     span_baseline,
     to_spec,
 )
-from mcpp.spec import ActorMode, WorkflowSpec
+from mcpp.workflow.spec import ActorMode, WorkflowSpec
 
 __all__ = [
     "TARGET",

@@ -30,7 +30,7 @@ from mcpp.benchmarks.common import (
     stats,
     target,
 )
-from mcpp.spec import ActorMode
+from mcpp.workflow.spec import ActorMode
 
 __all__ = ["main", "parser", "time_process"]
 

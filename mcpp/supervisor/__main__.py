@@ -1,15 +1,8 @@
-"""``python -m mcpp.supervisor`` and the ``mcpp`` command: the mcpp command line."""
+"""``python -m mcpp.supervisor``: the mcpp command line (see :mod:`mcpp.cli`)."""
 
-# ruff: noqa: E402 (the early signal handler goes in before the imports)
 import sys
 
-from mcpp.supervisor import signals
-
-# The command line owns its process: from its first lines on (before the CLI's imports take
-# their half second), Ctrl-C and SIGTERM cancel the run and exit 130, never -15 or a traceback.
-signals.install()
-
-from mcpp.supervisor.cli import main
+from mcpp.cli.__main__ import main  # installs the early signal handler first
 
 if __name__ == "__main__":
     sys.exit(main())

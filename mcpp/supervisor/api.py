@@ -31,12 +31,12 @@ from typing import Any, TypeVar
 import msgspec
 import trio
 
-from mcpp import targets
 from mcpp.dag import Graph
 from mcpp.errors import RunError, WorkflowError
-from mcpp.results import RunResult
-from mcpp.spec import ActorMode, FailurePolicy, StepSpec, WorkflowSpec, check_spec
+from mcpp.supervisor.results import RunResult
 from mcpp.supervisor.run import EventHook, run_spec
+from mcpp.workflow import targets
+from mcpp.workflow.spec import ActorMode, FailurePolicy, StepSpec, WorkflowSpec, check_spec
 
 __all__ = ["Workflow", "load_workflow"]
 
@@ -98,7 +98,8 @@ class Workflow:
         """Decorator: add ``fn`` as a step (id defaults to the function name).
 
         ``depends_on`` takes step ids or the decorated functions themselves; ``options`` are
-        the step fields of :class:`~mcpp.spec.StepSpec` (``timeout``, ``retries``, ``args``,
+        the step fields of :class:`~mcpp.workflow.spec.StepSpec` (``timeout``, ``retries``,
+        ``args``,
         ``priority``...). Returns the function unchanged. Raises WorkflowError at once for an
         unknown option, a duplicate id or a function that cannot be imported by name (a lambda,
         a nested function).
@@ -144,7 +145,8 @@ class Workflow:
         """Return the validated WorkflowSpec; ``overrides`` replace workflow options.
 
         Raises WorkflowError for unknown dependencies, cycles, an empty workflow, and values
-        beyond :mod:`mcpp.limits` or that cannot be encoded (see :func:`mcpp.spec.check_spec`).
+        beyond :mod:`mcpp.workflow.limits` or that cannot be encoded (see
+        :func:`mcpp.workflow.spec.check_spec`).
         """
         if not self.steps:
             raise WorkflowError(f"workflow {self.name!r} has no steps", field="steps")
@@ -182,7 +184,7 @@ class Workflow:
             raise RunError(GUARD_HINT)
         spec = self.spec(**overrides)
         if journal:
-            from mcpp.supervisor.durable import run_journalled
+            from mcpp.supervisor.resume import run_journalled
 
             return await run_journalled(spec, on_event=on_event, handle_signals=handle_signals)
         return await run_spec(spec, on_event=on_event, handle_signals=handle_signals)
@@ -211,6 +213,6 @@ def load_workflow(
 
     Raises WorkflowError naming the file, step and field of the first problem found.
     """
-    from mcpp.loader import load_workflow_spec
+    from mcpp.workflow.loader import load_workflow_spec
 
     return Workflow.from_spec(load_workflow_spec(path, params))

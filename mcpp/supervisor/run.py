@@ -16,12 +16,13 @@ from typing import Any
 import msgspec
 import trio
 
-from mcpp import protocol, stepcache
+from mcpp import protocol
 from mcpp.actors import RunChannel, open_run
 from mcpp.cache import default_path
-from mcpp.results import RunRecorder, RunResult
-from mcpp.spec import WorkflowSpec
+from mcpp.cache import step as stepcache
 from mcpp.supervisor import signals as early
+from mcpp.supervisor.results import RunRecorder, RunResult
+from mcpp.workflow.spec import WorkflowSpec
 
 __all__ = ["EventHook", "new_run_id", "run_spec"]
 

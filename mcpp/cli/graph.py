@@ -1,0 +1,83 @@
+"""``mcpp graph``: a workflow's step graph as Graphviz DOT, Mermaid or JSON.
+
+``graph FILE`` (or a template ``NAME[@VERSION]``) draws a workflow file, validated as ``spawn``
+does: the step modules are imported (their top-level code runs); ``graph --run RUN_ID``
+draws a journalled run with each step coloured by its status (read from the journal, see
+:mod:`mcpp.supervisor.journal`). ``timed_out`` is drawn as ``failed`` (the graph knows no timeout
+state);
+``pending`` and ``running`` steps of an unfinished run keep those states.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from mcpp.cli.templates import load_target
+from mcpp.dag import Graph, StepState
+from mcpp.supervisor.journal import Journal, JournalError
+from mcpp.supervisor.results import StepResult
+from mcpp.workflow.params import parse_param_texts
+from mcpp.workflow.spec import WorkflowSpec
+
+__all__ = ["FORMATS", "add_graph", "render", "step_states"]
+
+FORMATS = ("dot", "mermaid", "json")
+EXIT_USAGE = 2
+
+
+def add_graph(commands: Any) -> None:
+    """Add ``graph FILE|--run RUN_ID [--format dot|mermaid|json]``."""
+    graph = commands.add_parser(
+        "graph",
+        help="draw a workflow's step graph (DOT, Mermaid, JSON); FILE is validated as by "
+        "spawn --dry-run, importing its step modules",
+    )
+    graph.set_defaults(func=graph_command)
+    source = graph.add_mutually_exclusive_group(required=True)
+    source.add_argument("file", nargs="?", help="workflow file or template NAME[@VERSION]")
+    source.add_argument(
+        "--run", metavar="RUN_ID", help="a journalled run, steps coloured by status"
+    )
+    graph.add_argument("--format", choices=FORMATS, default="dot", help="output format (dot)")
+    graph.add_argument(
+        "--param", action="append", default=[], metavar="K=V", help="set a parameter (FILE)"
+    )
+
+
+def step_states(steps: dict[str, StepResult]) -> dict[str, StepState]:
+    """Map run-result step statuses to graph states (``timed_out`` becomes ``failed``)."""
+    return {
+        step_id: StepState.FAILED if record.status == "timed_out" else StepState(record.status)
+        for step_id, record in steps.items()
+    }
+
+
+def render(spec: WorkflowSpec, output: str, states: dict[str, StepState] | None = None) -> str:
+    """Return the graph of ``spec`` in ``output`` (one of :data:`FORMATS`)."""
+    graph = Graph({step.id: step.depends_on for step in spec.steps})
+    if output == "dot":
+        return graph.to_dot(states, name=spec.name)
+    if output == "mermaid":
+        return graph.to_mermaid(states)
+    if output == "json":
+        return graph.to_json(states) + "\n"
+    raise ValueError(f"unknown graph format {output!r}")
+
+
+def graph_command(args: argparse.Namespace) -> int:
+    """Print the graph; 2 for an invalid workflow or an unknown run."""
+    if args.run is None:
+        spec = load_target(args.file, parse_param_texts(args.param))
+        states = None
+    else:
+        try:
+            with Journal.open() as journal:
+                run = journal.load(args.run)
+        except JournalError as exc:
+            print(f"mcpp: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        spec, states = run.spec, step_states(run.result.steps)
+    sys.stdout.write(render(spec, args.format, states))
+    return 0

@@ -1,0 +1,169 @@
+"""The command line: ``python -m mcpp.supervisor`` (also installed as ``mcpp``).
+
+Exit codes: 0 every step succeeded; 1 a step failed, timed out or was skipped; 2 an invalid
+workflow or usage; 130 interrupted (Ctrl-C, SIGTERM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import sys
+from collections.abc import Callable, Sequence
+from functools import partial
+from typing import Any
+
+import msgspec
+import trio
+from rich.console import Console
+
+from mcpp.cli.cache import add_cache
+from mcpp.cli.events import open_event_hook
+from mcpp.cli.graph import add_graph
+from mcpp.cli.progress import Progress, summary
+from mcpp.cli.runs import add_resume, add_status
+from mcpp.cli.templates import add_templates, load_target
+from mcpp.errors import MCPPError, WorkflowError
+from mcpp.supervisor import signals as early
+from mcpp.supervisor.resume import run_journalled
+from mcpp.supervisor.run import run_spec
+from mcpp.workflow.loader import dump_plan
+from mcpp.workflow.params import parse_param_texts
+from mcpp.workflow.spec import WorkflowSpec, check_spec
+
+__all__ = ["EXIT_INTERRUPTED", "EXIT_USAGE", "main", "parser"]
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+RUNS_WORKFLOWS = frozenset({"spawn", "resume"})
+
+
+def parser() -> argparse.ArgumentParser:
+    """Build the argument parser of every command.
+
+    Each command is added by a function ``add_X(commands)`` that sets ``func``, the callable
+    that runs it (``func(args) -> exit code``).
+    """
+    top = argparse.ArgumentParser(
+        prog="mcpp", description="Run workflows of steps as actor processes."
+    )
+    commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in COMMANDS:
+        add(commands)
+    return top
+
+
+def add_spawn(commands: Any) -> None:
+    """Add ``spawn FILE``."""
+    spawn = commands.add_parser("spawn", help="run a workflow file")
+    spawn.set_defaults(func=spawn_command)
+    spawn.add_argument("file", help="workflow file (.toml, .json, .yaml) or template NAME[@V]")
+    spawn.add_argument(
+        "--param", action="append", default=[], metavar="K=V", help="override a parameter"
+    )
+    spawn.add_argument("--max-concurrent", type=int, metavar="N", help="steps running at once")
+    spawn.add_argument("--fail-fast", action="store_true", help="cancel everything on a failure")
+    spawn.add_argument("--actors", choices=["per_step", "pool"], help="actor mode")
+    spawn.add_argument("--workers", type=int, metavar="N", help="pool size (pool mode)")
+    spawn.add_argument("--json", action="store_true", help="print the result as one JSON document")
+    spawn.add_argument("--quiet", action="store_true", help="no progress output")
+    spawn.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="validate and print the plan, start no step (imports the step modules to check "
+        "their functions: their top-level code runs)",
+    )
+    spawn.add_argument(
+        "--no-journal", action="store_true", help="do not record the run (no status, no resume)"
+    )
+    spawn.add_argument(
+        "--events", metavar="FILE", help="write every run event to FILE as JSON lines"
+    )
+
+
+def apply_options(spec: WorkflowSpec, args: argparse.Namespace) -> WorkflowSpec:
+    """Apply command-line overrides to ``spec``; raise WorkflowError for invalid values."""
+    changes: dict[str, object] = {}
+    if args.max_concurrent is not None:
+        if args.max_concurrent < 1:
+            raise WorkflowError("--max-concurrent must be at least 1", field="max_concurrent")
+        changes["max_concurrent"] = args.max_concurrent
+    if args.fail_fast:
+        changes["on_failure"] = "fail_fast"
+    if args.actors:
+        changes["actors"] = args.actors
+    if args.workers is not None:
+        if args.workers < 1:
+            raise WorkflowError("--workers must be at least 1", field="workers")
+        changes["workers"] = args.workers
+    return check_spec(msgspec.structs.replace(spec, **changes)) if changes else spec
+
+
+def spawn_command(args: argparse.Namespace) -> int:
+    """Run ``spawn``; return the exit code."""
+    try:
+        spec = load_target(args.file, parse_param_texts(args.param))
+        spec = apply_options(spec, args)
+    except WorkflowError as exc:
+        print(f"mcpp: invalid workflow: {one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.dry_run:
+        print(dump_plan(spec))
+        return 0
+    with (
+        Progress(quiet=args.quiet or args.json) as progress,
+        open_event_hook(args.events, progress.on_event) as on_event,
+    ):
+        run = run_spec if args.no_journal else run_journalled
+        result = trio.run(partial(run, spec, on_event=on_event))
+    if args.json:
+        sys.stdout.buffer.write(result.to_json() + b"\n")
+    else:
+        summary(result, Console())
+    return result.exit_code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit code.
+
+    Text that cannot be encoded for the terminal (a file name of bytes that are not UTF-8) is
+    printed with backslash escapes rather than failing.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
+    args = parser().parse_args(argv)
+    if early.pending:  # interrupted before anything ran
+        return EXIT_INTERRUPTED
+    if args.command in RUNS_WORKFLOWS:
+        # The supervisor is a subreaper: what the run's actors leave behind when they die
+        # re-parents to it, and it ends those processes (mcpp.actors.contain).
+        from mcpp.actors import contain
+
+        contain.become_subreaper()
+    try:
+        code: int = args.func(args)
+    except WorkflowError as exc:
+        print(f"mcpp: invalid workflow: {one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except MCPPError as exc:
+        print(f"mcpp: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    return code
+
+
+def one_line(exc: BaseException) -> str:
+    """The message of ``exc`` on one line (a reason may quote text with line breaks)."""
+    return " ".join(str(exc).split())
+
+
+COMMANDS: list[Callable[[Any], None]] = [
+    add_spawn,
+    add_status,
+    add_resume,
+    add_cache,
+    add_graph,
+    add_templates,
+]

@@ -1,0 +1,180 @@
+"""Run results: what a finished (or interrupted) run reports, built from its events.
+
+:class:`RunRecorder` applies the coordinator's events (``mcpp.protocol`` messages) to per-step
+records; the supervisor, the journal and ``status`` all use it, so a result read back from the
+journal is the same document ``spawn --json`` printed.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+import msgspec
+
+from mcpp import protocol
+from mcpp.protocol import (
+    ErrorInfo,
+    RunFinished,
+    StepCancelled,
+    StepFailed,
+    StepSkipped,
+    StepStarted,
+    StepSucceeded,
+)
+from mcpp.workflow.spec import WorkflowSpec
+
+__all__ = ["Attempt", "RunRecorder", "RunResult", "RunStatus", "StepResult", "StepStatus"]
+
+StepStatus = Literal[
+    "pending", "running", "succeeded", "failed", "timed_out", "skipped", "cancelled"
+]
+RunStatus = Literal["running", "succeeded", "failed", "cancelled", "interrupted"]
+
+
+class Attempt(msgspec.Struct, kw_only=True):
+    """One finished attempt of a step: how it ended and, if another followed, the backoff."""
+
+    attempt: int
+    status: StepStatus
+    duration_s: float
+    error_type: str | None = None
+    retry_in_s: float | None = None
+
+
+class StepResult(msgspec.Struct, kw_only=True):
+    """One step's record. ``result`` is the decoded return value (None unless succeeded);
+    ``history`` lists every finished attempt in order. ``ended_processes`` counts processes
+    the step's last attempt left running, which mcpp ended when the attempt was over."""
+
+    status: StepStatus = "pending"
+    attempts: int = 0
+    duration_s: float = 0.0
+    result: Any = None
+    error: ErrorInfo | None = None
+    skipped_because: str | None = None
+    pid: int | None = None
+    cached: bool = False
+    ended_processes: int = 0
+    history: list[Attempt] = []
+
+
+class RunResult(msgspec.Struct, kw_only=True):
+    """A run's result document (the JSON of ``spawn --json``)."""
+
+    run_id: str
+    workflow: str
+    status: RunStatus
+    duration_s: float
+    steps: dict[str, StepResult]
+
+    @property
+    def succeeded(self) -> bool:
+        """True if every step succeeded."""
+        return self.status == "succeeded"
+
+    def to_json(self) -> bytes:
+        """Encode as JSON (the ``spawn --json`` document)."""
+        return msgspec.json.encode(self)
+
+    @property
+    def exit_code(self) -> int:
+        """The CLI exit code: 0 succeeded, 130 cancelled or interrupted, 1 otherwise."""
+        if self.status == "succeeded":
+            return 0
+        if self.status in ("cancelled", "interrupted"):
+            return 130
+        return 1
+
+
+class RunRecorder:
+    """Fold a run's events into step records.
+
+    ``completed`` maps steps that succeeded in an earlier attempt of this run (resume) to their
+    encoded results; they start out succeeded.
+    """
+
+    __slots__ = ("finished", "raw_results", "run_id", "spec", "started", "status", "steps")
+
+    def __init__(
+        self, run_id: str, spec: WorkflowSpec, completed: dict[str, bytes] | None = None
+    ) -> None:
+        self.run_id = run_id
+        self.spec = spec
+        self.started = time.monotonic()
+        self.finished: float | None = None
+        self.status: RunStatus = "running"
+        self.steps = {step.id: StepResult() for step in spec.steps}
+        self.raw_results: dict[str, bytes] = {}
+        for step_id, raw in (completed or {}).items():
+            record = self.steps[step_id]
+            record.status = "succeeded"
+            record.result = protocol.decode_value(raw)
+            self.raw_results[step_id] = bytes(raw)
+
+    def apply(self, event: Any) -> None:
+        """Apply one coordinator event to the records."""
+        match event:
+            case StepStarted():
+                record = self.steps[event.step]
+                record.status = "running"
+                record.attempts = max(record.attempts, event.attempt)
+                record.pid = event.pid
+            case StepSucceeded():
+                record = self.steps[event.step]
+                record.status = "succeeded"
+                record.attempts = max(record.attempts, event.attempt)
+                record.duration_s = event.duration_s
+                record.result = protocol.decode_value(event.result)
+                record.error = None
+                record.cached = event.cached
+                record.ended_processes = event.ended_processes
+                self.raw_results[event.step] = bytes(event.result)
+                if not event.cached:
+                    record.history.append(
+                        Attempt(
+                            attempt=event.attempt, status="succeeded", duration_s=event.duration_s
+                        )
+                    )
+            case StepFailed():
+                record = self.steps[event.step]
+                record.attempts = max(record.attempts, event.attempt)
+                record.duration_s = event.duration_s
+                record.error = event.error
+                record.ended_processes = event.ended_processes
+                status: StepStatus = "timed_out" if event.timed_out else "failed"
+                if not event.will_retry:
+                    record.status = status
+                record.history.append(
+                    Attempt(
+                        attempt=event.attempt,
+                        status=status,
+                        duration_s=event.duration_s,
+                        error_type=event.error.type,
+                        retry_in_s=event.retry_in_s,
+                    )
+                )
+            case StepSkipped():
+                record = self.steps[event.step]
+                record.status = "skipped"
+                record.skipped_because = event.because
+            case StepCancelled():
+                record = self.steps[event.step]
+                record.status = "cancelled"
+                record.attempts = max(record.attempts, event.attempt)
+                record.duration_s = event.duration_s
+                record.error = ErrorInfo(type="Cancelled", message=event.reason)
+            case RunFinished():
+                self.status = event.status  # type: ignore[assignment]
+                self.finished = time.monotonic()
+
+    def result(self, status: RunStatus | None = None) -> RunResult:
+        """Return the result document; ``status`` overrides the recorded run status."""
+        end = self.finished if self.finished is not None else time.monotonic()
+        return RunResult(
+            run_id=self.run_id,
+            workflow=self.spec.name,
+            status=status or self.status,
+            duration_s=round(end - self.started, 6),
+            steps=self.steps,
+        )
