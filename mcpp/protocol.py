@@ -108,9 +108,9 @@ class StartStep(Message, frozen=True, tag="start_step"):
     """Run one attempt of a step: call ``target`` with the MessagePack map ``kwargs``.
 
     Pool workers only: ``after`` names a step earlier in the worker's queue whose result this
-    step takes as the keyword ``after`` (it runs only if that step succeeded on this worker,
-    and is dropped without a word otherwise); ``keep`` asks the worker to keep this step's
-    result for such a follower.
+    step takes as the keyword ``after_name`` (default: ``after``); it runs only if that step
+    succeeded on this worker, and is dropped without a word otherwise. ``keep`` asks the worker
+    to keep this step's result for such a follower.
     """
 
     version: int
@@ -122,6 +122,7 @@ class StartStep(Message, frozen=True, tag="start_step"):
     import_paths: tuple[str, ...] = ()
     main_path: str | None = None
     after: str | None = None
+    after_name: str | None = None
     keep: bool = False
     timeout: float | None = None
 

@@ -301,7 +301,7 @@ class Coordinator:
         kwargs: dict[str, Any] = dict(step.args)
         for upstream in step.depends_on:
             if upstream != after:
-                kwargs[upstream] = self.results[upstream]
+                kwargs[step.inputs.get(upstream, upstream)] = self.results[upstream]
         return StartStep(
             version=protocol.PROTOCOL_VERSION,
             run_id=self.run_msg.run_id,
@@ -312,6 +312,7 @@ class Coordinator:
             import_paths=self.spec.import_paths,
             main_path=self.spec.main_path,
             after=after,
+            after_name=None if after is None else step.inputs.get(after),
             timeout=step.timeout,
         )
 

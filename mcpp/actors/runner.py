@@ -231,7 +231,7 @@ class BatchRunner:
                     )
                 kwargs = protocol.decode_value(start.kwargs)
                 if start.after is not None and upstream is not None:
-                    kwargs[start.after] = protocol.decode_value(upstream)
+                    kwargs[start.after_name or start.after] = protocol.decode_value(upstream)
                 if inspect.iscoroutinefunction(fn):
                     value = trio.from_thread.run(
                         partial(self.run_async, fn, kwargs), trio_token=self.token

@@ -43,7 +43,7 @@ from mcpp.workflow.bounded import read_document
 from mcpp.workflow.limits import Backoff, Count, Int64, Retries, Seconds, Timeout, Workers
 from mcpp.workflow.params import parse_param_texts, parse_value, resolve_params
 from mcpp.workflow.spec import ActorMode, FailurePolicy, StepSpec, WorkflowSpec, check_spec
-from mcpp.workflow.templates import RENAMED_RUN, Include, Version, include_steps
+from mcpp.workflow.templates import Include, Version, include_steps
 
 __all__ = ["dump_plan", "load_workflow_spec", "parse_param_overrides"]
 
@@ -186,8 +186,7 @@ def dump_plan(spec: WorkflowSpec) -> str:
         if step.uses:
             extras.append(f"uses {', '.join(step.uses)}")
         suffix = f"  ({'; '.join(extras)})" if extras else ""
-        run = step.args.get("__mcpp_run__", step.run) if step.run == RENAMED_RUN else step.run
-        lines.append(f"  [{levels[step.id]}] {step.id:<{width}}  {run}{suffix}")
+        lines.append(f"  [{levels[step.id]}] {step.id:<{width}}  {step.run}{suffix}")
     return "\n".join(lines)
 
 

@@ -30,13 +30,16 @@ class StepSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     """One step of a workflow.
 
     ``run`` is ``"module:function"``; ``args`` are keyword arguments (parameters substituted);
-    each upstream result arrives as a keyword argument named by the upstream step's id.
+    each upstream result arrives as a keyword argument named by the upstream step's id, or by
+    ``inputs[upstream_id]`` where that is given (an included template's steps are renamed with
+    a prefix, their functions still take the original names).
     """
 
     id: str
     run: str
     args: dict[str, Any] = {}
     depends_on: tuple[str, ...] = ()
+    inputs: dict[str, str] = {}
     timeout: Timeout | None = None
     retries: Retries = 0
     retry_delay: Seconds = 1.0

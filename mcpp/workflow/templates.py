@@ -18,8 +18,8 @@ Included steps are renamed ``PREFIX_ID`` and their dependencies with them; a ste
 including file can depend on ``etl_load``. The included workflow is loaded and validated on its
 own first (recursively, with its own includes); the composed workflow is validated again as a
 whole by the loader. Because an upstream result arrives as a keyword argument named by the
-upstream step's id, an included step with dependencies runs through :func:`call_renamed`, which
-hands the results to the step function under their original names.
+upstream step's id, an included step's ``inputs`` map each prefixed upstream id back to the
+name its function knows.
 
 Templates named in an include are looked up in the including file's folder first, then in the
 default folder (:func:`default_template_dir`).
@@ -28,36 +28,28 @@ default folder (:func:`default_template_dir`).
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import os
 import re
 from collections.abc import Callable, Mapping
-from functools import partial
 from typing import Any
 
 import msgspec
-import trio
 
 from mcpp.errors import WorkflowError
-from mcpp.workflow import targets
 from mcpp.workflow.bounded import FORMATS, read_document
 from mcpp.workflow.params import ParamSpec, declare_params
 from mcpp.workflow.spec import StepSpec, WorkflowSpec
 
 __all__ = [
-    "RENAMED_RUN",
     "Include",
     "Template",
     "TemplateRegistry",
     "Version",
-    "call_renamed",
     "default_template_dir",
     "include_steps",
     "split_ref",
 ]
-
-RENAMED_RUN = "mcpp.workflow.templates:call_renamed"
 
 _log = logging.getLogger(__name__)
 
@@ -325,35 +317,11 @@ def include_steps(
 
 
 def _rename(step: StepSpec, prefix: str) -> StepSpec:
-    new_id = f"{prefix}_{step.id}"
-    if not step.depends_on:
-        return msgspec.structs.replace(step, id=new_id)
-    args = dict(step.args)
-    if step.run == RENAMED_RUN:  # included twice over: keep the original names
-        inputs = {f"{prefix}_{new}": old for new, old in args["__mcpp_inputs__"].items()}
-    else:
-        inputs = {f"{prefix}_{dep}": dep for dep in step.depends_on}
-        args["__mcpp_run__"] = step.run
-    args["__mcpp_inputs__"] = inputs
+    """``step`` of an included workflow, its id and upstream ids prefixed; each upstream result
+    keeps reaching the function under the name it knows (``StepSpec.inputs``)."""
     return msgspec.structs.replace(
         step,
-        id=new_id,
-        run=RENAMED_RUN,
-        args=args,
+        id=f"{prefix}_{step.id}",
         depends_on=tuple(f"{prefix}_{dep}" for dep in step.depends_on),
+        inputs={f"{prefix}_{dep}": step.inputs.get(dep, dep) for dep in step.depends_on},
     )
-
-
-async def call_renamed(*, __mcpp_run__: str, __mcpp_inputs__: dict[str, str], **kwargs: Any) -> Any:
-    """Run an included step: call ``__mcpp_run__`` with each upstream result renamed back.
-
-    ``__mcpp_inputs__`` maps a prefixed upstream id to the name the step function knows.
-    A sync function runs in a worker thread (abandoned on cancellation, as the step runner
-    does); whatever the function raises propagates.
-    """
-    fn = targets.resolve(__mcpp_run__)
-    for new, old in __mcpp_inputs__.items():
-        kwargs[old] = kwargs.pop(new)
-    if inspect.iscoroutinefunction(fn):
-        return await fn(**kwargs)
-    return await trio.to_thread.run_sync(partial(fn, **kwargs), abandon_on_cancel=True)

@@ -566,3 +566,48 @@ def test_spawn_reuses_cached_results_and_misses_on_a_changed_param(
 
     stats = json.loads(mcpp(home, "cache", "stats", "--json").stdout)
     assert (stats["entries"], stats["hits"], stats["misses"]) == (6, 6, 6)
+
+
+# --- included templates: the cache hashes the real step function -----------------------------
+
+TEMPLATE_MODULE = """
+def produce():
+    return [1, 2, 3]
+
+
+def consume(produce, scale=VERSION):
+    return sum(produce) * scale
+
+
+def report(a_consume):
+    return f"total {a_consume}"
+"""
+
+
+def test_editing_an_included_cached_steps_function_misses(tmp_path: Path) -> None:
+    # An included step with a dependency once ran through a trampoline, and the cache hashed
+    # the trampoline: editing the real function served the stale result.
+    (tmp_path / "tplmod.py").write_text(TEMPLATE_MODULE.replace("VERSION", "1"))
+    (tmp_path / "tpl.toml").write_text(
+        '[workflow]\nname = "tpl"\n'
+        '[[steps]]\nid = "produce"\nrun = "tplmod:produce"\n'
+        '[[steps]]\nid = "consume"\nrun = "tplmod:consume"\ndepends_on = ["produce"]\n'
+        "cache = true\n"
+    )
+    (tmp_path / "wf.toml").write_text(
+        '[workflow]\nname = "wf"\n[[include]]\npath = "tpl.toml"\nprefix = "a"\n'
+        '[[steps]]\nid = "report"\nrun = "tplmod:report"\ndepends_on = ["a_consume"]\n'
+    )
+
+    def run() -> dict[str, object]:
+        done = mcpp(tmp_path, "spawn", "--json", "--no-journal", "wf.toml")
+        assert done.returncode == 0, done.stderr
+        step: dict[str, object] = json.loads(done.stdout)["steps"]["a_consume"]
+        return step
+
+    first, again = run(), run()
+    assert (first["result"], first["cached"]) == (6, False)
+    assert (again["result"], again["cached"]) == (6, True)
+    (tmp_path / "tplmod.py").write_text(TEMPLATE_MODULE.replace("VERSION", "10"))
+    edited = run()
+    assert (edited["result"], edited["cached"]) == (60, False)

@@ -18,10 +18,8 @@ from mcpp.errors import CycleError, WorkflowError
 from mcpp.workflow.loader import dump_plan, load_workflow_spec
 from mcpp.workflow.params import ParamText, parse_param_texts, resolve_params
 from mcpp.workflow.templates import (
-    RENAMED_RUN,
     TemplateRegistry,
     Version,
-    call_renamed,
     default_template_dir,
     split_ref,
 )
@@ -422,11 +420,9 @@ def test_include_prefixes_steps_and_renames_dependencies(tmp_path: Path, mod: st
     assert spec.step("b_produce").args == {"rows": 10}
     consume = spec.step("a_consume")
     assert consume.depends_on == ("a_produce",)
-    assert consume.run == RENAMED_RUN
-    assert consume.args == {
-        "__mcpp_run__": f"{mod}:consume",
-        "__mcpp_inputs__": {"a_produce": "produce"},
-    }
+    assert consume.run == f"{mod}:consume"  # the real function: the cache hashes it
+    assert consume.args == {}
+    assert consume.inputs == {"a_produce": "produce"}
     assert spec.step("gather").depends_on == ("a_consume", "b_consume")
     assert spec.params == {"n": 4}
     assert str(tmp_path) in spec.import_paths
@@ -473,9 +469,9 @@ def test_includes_nest_with_prefixes_on_prefixes(tmp_path: Path, mod: str) -> No
     spec = load_workflow_spec(path)
     assert [s.id for s in spec.steps] == ["m_c_produce", "m_c_consume", "m_top", "last"]
     assert spec.step("m_c_consume").depends_on == ("m_c_produce",)
-    assert spec.step("m_c_consume").args["__mcpp_inputs__"] == {"m_c_produce": "produce"}
-    assert spec.step("m_c_consume").args["__mcpp_run__"] == f"{mod}:consume"
-    assert spec.step("m_top").args["__mcpp_inputs__"] == {"m_c_consume": "c_consume"}
+    assert spec.step("m_c_consume").inputs == {"m_c_produce": "produce"}
+    assert spec.step("m_c_consume").run == f"{mod}:consume"
+    assert spec.step("m_top").inputs == {"m_c_consume": "c_consume"}
     assert spec.step("m_c_produce").args == {"rows": 3}
 
 
@@ -557,25 +553,6 @@ def test_include_entry_errors(tmp_path: Path, mod: str) -> None:
         '[[include]]\npath = "chain.toml"\nprefix = "c"\nparams = { rows = "${nope}" }\n',
     )
     assert typo.field == "include[0]" and "undefined parameter 'nope'" in typo.reason
-
-
-async def test_call_renamed_hands_results_over_under_their_original_names(
-    mod: str, tmp_path: Path
-) -> None:
-    sys.path.insert(0, str(tmp_path))
-    inputs = {"a_produce": "produce"}
-    assert (
-        await call_renamed(
-            __mcpp_run__=f"{mod}:consume", __mcpp_inputs__=inputs, a_produce=[1, 2], scale=3
-        )
-        == 9
-    )
-    assert (
-        await call_renamed(
-            __mcpp_run__=f"{mod}:consume_async", __mcpp_inputs__=inputs, a_produce=[1, 2]
-        )
-        == 2
-    )
 
 
 # --- the examples and the CLI ----------------------------------------------------------------
