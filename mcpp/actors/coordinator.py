@@ -7,6 +7,10 @@ supervisor's side of the stream closing, cancels every running step and skips th
 
 Scheduling is ready-set, never level by level: a step starts as soon as its own dependencies
 succeeded and a slot (``max_concurrent``, resource pools) is free.
+
+:class:`Coordinator` is the policy and starts no process itself: isolated steps go to its
+``launch`` function (:func:`mcpp.actors.launch.run_isolated`), pooled steps to its ``pool``
+(:class:`mcpp.actors.pool.Pool`); tests pass fakes of both.
 """
 
 from __future__ import annotations
@@ -25,18 +29,17 @@ import trio
 
 from mcpp import protocol
 from mcpp.actors import contain, tractor
+from mcpp.actors.helpers import start_helpers, stop_helpers
 from mcpp.actors.launch import run_isolated
+from mcpp.actors.outbox import Outbox, Send
 from mcpp.actors.parentwatch import on_exit, watch_parent
-from mcpp.actors.pool import Plan, Pool, Requeue, Worker
+from mcpp.actors.pool import Outcome, Plan, Pool, PoolHost, Requeue, Worker
 from mcpp.actors.scheduler import ReadyQueue, Slots, retry_delay, should_retry
-from mcpp.actors.spawner import Spawner
-from mcpp.actors.tractor import _spawn
 from mcpp.cache.step import StepCache
 from mcpp.dag import Graph, StepState
 from mcpp.errors import ProtocolError
 from mcpp.protocol import (
     CancelRun,
-    EventBatch,
     RunFinished,
     RunWorkflow,
     StartStep,
@@ -47,12 +50,17 @@ from mcpp.protocol import (
 )
 from mcpp.workflow.spec import StepSpec
 
-__all__ = ["Coordinator", "coordinate"]
+__all__ = ["Coordinator", "Launch", "PoolFactory", "coordinate"]
 
-Send = Callable[[bytes], Awaitable[None]]
-EVENT_DELAY = 0.005
 MAX_FOLLOWERS = 16
-Outcome = StepSucceeded | StepFailed | StepCancelled | Requeue | None
+
+Emit = Callable[[Any], Awaitable[None]]
+Report = Callable[[StepSucceeded | StepFailed], None]
+Launch = Callable[[StepSpec, StartStep, Emit, Report], Awaitable[None]]
+"""Run one attempt of a step in a process of its own, as :func:`~mcpp.actors.launch.run_isolated`:
+``emit`` its ``StepStarted``, ``report`` its outcome once (not if cancelled first)."""
+PoolFactory = Callable[[PoolHost, int], Pool]
+"""Make the pool of ``size`` workers serving a run (pool mode)."""
 
 
 class Coordinator:
@@ -60,114 +68,119 @@ class Coordinator:
 
     Outcomes of every kind of step (per-step actors, pool workers, retry timers) go through
     :meth:`deliver`, which applies them one at a time and starts what can start. Events leave
-    in batches: whatever piles up while one batch is sent goes in the next.
+    through an :class:`~mcpp.actors.outbox.Outbox`, in batches.
+
+    ``launch`` runs an isolated step's attempt; ``pool`` makes the pool in pool mode. Both
+    default to the real ones, which start processes.
     """
 
-    def __init__(self, run: RunWorkflow, send: Send) -> None:
-        self.run_msg = run
-        self.spec = run.spec
-        self.send = send
-        self.graph = Graph({step.id: step.depends_on for step in self.spec.steps})
-        self.state = self.graph.run_state(completed=run.completed)
-        self.results: dict[str, msgspec.Raw] = dict(run.completed)
-        self.uses_left = {s: len(self.graph.dependents(s)) for s in self.graph.steps}
-        self.queue = ReadyQueue(self.spec, self.graph)
-        self.steps = self.queue.steps
+    def __init__(
+        self,
+        run: RunWorkflow,
+        send: Send,
+        *,
+        launch: Launch = run_isolated,
+        pool: PoolFactory = Pool,
+    ) -> None:
+        spec = self._spec = run.spec
+        self._run = run
+        self._send = send
+        self._launch = launch
+        self._outbox = Outbox(send)
+        self._graph = Graph({step.id: step.depends_on for step in spec.steps})
+        self._state = self._graph.run_state(completed=run.completed)
+        self._results: dict[str, msgspec.Raw] = dict(run.completed)
+        self._uses_left = {s: len(self._graph.dependents(s)) for s in self._graph.steps}
+        self._queue = ReadyQueue(spec, self._graph)
+        self._steps = self._queue.steps
         # Must a pop look past the best ready step? Only if steps differ in what they need.
-        self.scan = bool(self.spec.resources) or (
-            self.spec.actors == "pool" and any(s.isolate for s in self.spec.steps)
+        self._needs_scan = bool(spec.resources) or (
+            spec.actors == "pool" and any(s.isolate for s in spec.steps)
         )
         cpus = os.cpu_count() or 1
-        self.slots = Slots(self.spec.max_concurrent or cpus, self.spec.resources)
-        self.pool: Pool | None = None
-        if self.spec.actors == "pool":
-            size = min(self.spec.workers or cpus, self.spec.max_concurrent or cpus)
-            self.pool = Pool(self, size)
-        self.attempts: dict[str, int] = {}
-        self.cache = StepCache(self.spec, run.identities, run.cache_path)
-        self.scopes: dict[str, trio.CancelScope] = {}
-        self.retrying: set[str] = set()
-        # Followers handed to a worker before their upstream succeeded, and the reverse link.
-        self.following: dict[str, tuple[str, Worker]] = {}
-        self.follower: dict[str, str] = {}
-        self.unchained: set[str] = set()  # never sent as followers again (their worker died)
-        self.cancel_reason: str | None = None
-        self.cancel_cause: str | None = None
-        self.events: list[Any] = []
-        self.flushed = trio.Event()
-        self.run_over = trio.Event()
-        self.events_ready = trio.Event()
-        self.pending: deque[Outcome] = deque()
-        self.delivering = False
-        self.idle = trio.Event()
-        self.nursery: trio.Nursery | None = None
+        self._slots = Slots(spec.max_concurrent or cpus, spec.resources)
+        self._pool: Pool | None = None
+        if spec.actors == "pool":
+            self._pool = pool(self, min(spec.workers or cpus, spec.max_concurrent or cpus))
+        self._cache = StepCache(spec, run.identities, run.cache_path)
+        self._attempts: dict[str, int] = {}
+        self._scopes: dict[str, trio.CancelScope] = {}
+        self._retrying: set[str] = set()
+        # Chain followers handed to a worker before their upstream succeeded: follower ->
+        # (upstream, worker), and upstream -> follower.
+        self._chained: dict[str, tuple[str, Worker]] = {}
+        self._follower_of: dict[str, str] = {}
+        self._unchained: set[str] = set()  # never sent as followers again (their worker died)
+        self._cancel_reason: str | None = None
+        self._cancel_cause: str | None = None
+        self._pending: deque[Outcome] = deque()
+        self._delivering = False
+        self._idle = trio.Event()
+        self._nursery: trio.Nursery | None = None
+
+    # --- what the pool sees (mcpp.actors.pool.PoolHost) ------------------------------------
+
+    @property
+    def run_dir(self) -> str | None:
+        """The run's private folder (pool workers keep their ledgers there)."""
+        return self._run.run_dir
+
+    @property
+    def cancel_reason(self) -> str | None:
+        """Why the run is being cancelled, or ``None`` while it is not."""
+        return self._cancel_reason
+
+    def timeout_of(self, step_id: str) -> float | None:
+        """The timeout of ``step_id`` in seconds, or ``None``."""
+        return self._steps[step_id].timeout
+
+    def unchain(self, step_id: str) -> None:
+        """Never send ``step_id`` as a chain follower again."""
+        self._unchained.add(step_id)
 
     def emit(self, event: Any) -> None:
         """Queue one event for the supervisor."""
-        self.events.append(event)
-        self.events_ready.set()
+        self._outbox.emit(event)
 
-    async def flush_events(self) -> None:
-        """Send queued events in batches until the run is over and every event is sent.
-
-        After the first event of a batch it waits up to :data:`EVENT_DELAY` for more: the
-        supervisor only records and shows them, so fewer, larger batches cost the run nothing.
-        """
-        while not self.run_over.is_set():
-            await self.events_ready.wait()
-            with trio.move_on_after(EVENT_DELAY):
-                await self.run_over.wait()
-            self.events_ready = trio.Event()
-            await self.send_events()
-        await self.send_events()  # what came while the last batch was being sent
-        self.flushed.set()
-
-    async def send_events(self) -> None:
-        """Send every queued event now, as one batch."""
-        if self.events:
-            batch, self.events = self.events, []
-            await self.send(protocol.encode(EventBatch(events=tuple(batch))))
+    # --- the run ----------------------------------------------------------------------------
 
     def cancel(self, reason: str, cause: str | None = None) -> None:
         """Cancel every running step and let nothing new start.
 
         ``cause`` is the step whose failure stopped the run (fail_fast), named by the skips.
         """
-        if self.cancel_reason is not None:
+        if self._cancel_reason is not None:
             return
-        self.cancel_reason = reason
-        self.cancel_cause = cause
-        for scope in self.scopes.values():
+        self._cancel_reason = reason
+        self._cancel_cause = cause
+        for scope in self._scopes.values():
             scope.cancel()
-        if self.pool is not None:
-            self.pool.cancel_all()
+        if self._pool is not None:
+            self._pool.cancel_all()
         self.deliver(None)
 
     async def run(self) -> str:
         """Run to the end; return the run status (succeeded, failed or cancelled)."""
         began = time.perf_counter()
-        async with trio.open_nursery() as nursery:
-            self.nursery = nursery
-            nursery.start_soon(self.flush_events)
-            if self.pool is not None:
-                await nursery.start(self.pool.run)
-            self.deliver(None)
-            await self.idle.wait()
-            if self.cancel_reason is not None and self.cancel_cause is None:
-                status = "cancelled"
-            elif all(s == StepState.SUCCEEDED for s in self.state.states().values()):
-                status = "succeeded"
-            else:
-                status = "failed"
-            self.run_over.set()
-            self.events_ready.set()
-            await self.flushed.wait()
-            finished = RunFinished(status=status, duration_s=time.perf_counter() - began)
-            await self.send(protocol.encode(finished))
-            # The result is out; the workers' graceful stop need not delay it.
-            if self.pool is not None:
-                self.pool.closing = True
-                self.pool.scope.cancel()
+        with self._cache:
+            async with trio.open_nursery() as nursery:
+                self._nursery = nursery
+                nursery.start_soon(self._outbox.flush)
+                if self._pool is not None:
+                    await nursery.start(self._pool.run)
+                self.deliver(None)
+                await self._idle.wait()
+                if self._cancel_reason is not None and self._cancel_cause is None:
+                    status = "cancelled"
+                elif all(s == StepState.SUCCEEDED for s in self._state.states().values()):
+                    status = "succeeded"
+                else:
+                    status = "failed"
+                await self._outbox.close()
+                finished = RunFinished(status=status, duration_s=time.perf_counter() - began)
+                await self._send(protocol.encode(finished))
+                if self._pool is not None:
+                    self._pool.close()  # the result is out: the workers' stop need not delay it
         return status
 
     def deliver(self, outcome: Outcome) -> None:
@@ -175,68 +188,73 @@ class Coordinator:
 
         Every producer (a pool worker's reader, a per-step task, a retry timer) calls this
         directly: no hop through another task. A call made while one is under way (from
-        :meth:`fill` or :meth:`apply`) is queued and handled by the call under way.
+        starting steps or applying an outcome) is queued and handled by the call under way.
         """
-        self.pending.append(outcome)
-        if self.delivering:
+        self._pending.append(outcome)
+        if self._delivering:
             return
-        self.delivering = True
+        self._delivering = True
         try:
-            while self.pending:
-                while self.pending:
-                    self.apply(self.pending.popleft())
-                self.fill()
+            while self._pending:
+                while self._pending:
+                    self._apply(self._pending.popleft())
+                self._fill()
         finally:
-            self.delivering = False
-        if not self.state.is_active():
-            self.idle.set()
+            self._delivering = False
+        if not self._state.is_active():
+            self._idle.set()
 
-    def collect_ready(self) -> None:
+    # --- starting steps ---------------------------------------------------------------------
+
+    def _pooled(self, step: StepSpec) -> bool:
+        return self._pool is not None and not step.isolate
+
+    def _collect_ready(self) -> None:
         """Queue the steps that became ready, but for followers already on a worker."""
-        for step_id in self.state.get_ready():
-            if step_id in self.following:  # its upstream succeeded: it runs on the worker
-                upstream, _worker = self.following.pop(step_id)
-                self.follower.pop(upstream, None)
+        for step_id in self._state.get_ready():
+            if step_id in self._chained:  # its upstream succeeded: it runs on the worker
+                upstream, _worker = self._chained.pop(step_id)
+                self._follower_of.pop(upstream, None)
             else:
-                self.queue.push(step_id)
+                self._queue.push(step_id)
 
-    def fill(self) -> None:
+    def _fill(self) -> None:
         """Queue newly ready steps and start as many as the slots and workers allow."""
-        self.collect_ready()
-        if self.cancel_reason is not None:
-            self.skip_unstarted()
+        self._collect_ready()
+        if self._cancel_reason is not None:
+            self._skip_unstarted()
             return
-        plan = Plan(self.pool, len(self.queue))
+        plan = Plan(self._pool, len(self._queue))
 
         def startable(step: StepSpec) -> bool:
-            if self.pool is not None and not step.isolate:
-                return plan.has_room() and self.slots.can_start(step, slot=False)
-            return self.slots.can_start(step)
+            if self._pooled(step):
+                return plan.has_room() and self._slots.can_start(step, slot=False)
+            return self._slots.can_start(step)
 
-        while self.queue:
-            step = self.queue.pop(startable, scan=self.scan)
+        while self._queue:
+            step = self._queue.pop(startable, scan=self._needs_scan)
             if step is None:
                 break
-            if self.cached(step):
+            if self._cached(step):
                 continue
-            pooled = self.pool is not None and not step.isolate
-            self.slots.take(step, slot=not pooled)
-            attempt = self.attempts[step.id] = self.attempts.get(step.id, 0) + 1
-            start = self.start_message(step, attempt)
+            pooled = self._pooled(step)
+            self._slots.take(step, slot=not pooled)
+            attempt = self._attempts[step.id] = self._attempts.get(step.id, 0) + 1
+            start = self._start_message(step, attempt)
             if pooled:
-                followers = self.followers(step) if not self.queue else []
+                followers = self._followers(step) if not self._queue else []
                 if followers:
                     start = msgspec.structs.replace(start, keep=True)
                 worker = plan.add(start, followers)
                 for follower in followers:
                     assert follower.after is not None
-                    self.following[follower.step] = (follower.after, worker)
-                    self.follower[follower.after] = follower.step
+                    self._chained[follower.step] = (follower.after, worker)
+                    self._follower_of[follower.after] = follower.step
             else:
-                self.start_isolated(step, start)
+                self._start_isolated(step, start)
         plan.send()
 
-    def followers(self, step: StepSpec) -> list[StartStep]:
+    def _followers(self, step: StepSpec) -> list[StartStep]:
         """The chain of steps that can run on the same worker right after ``step``.
 
         Each is the only dependent of the one before and depends on nothing else, is not yet
@@ -248,46 +266,46 @@ class Coordinator:
         chain: list[StartStep] = []
         current = step
         while len(chain) < MAX_FOLLOWERS:
-            dependents = self.graph.dependents(current.id)
+            dependents = self._graph.dependents(current.id)
             if len(dependents) != 1:
                 break
-            nxt = self.steps[dependents[0]]
+            nxt = self._steps[dependents[0]]
             if (
                 nxt.depends_on != (current.id,)
                 or nxt.isolate
                 or nxt.uses
                 or nxt.cache is not False
-                or nxt.id in self.attempts
-                or nxt.id in self.unchained
-                or self.state.state(nxt.id) is not StepState.PENDING
+                or nxt.id in self._attempts
+                or nxt.id in self._unchained
+                or self._state.state(nxt.id) is not StepState.PENDING
             ):
                 break
-            self.attempts[nxt.id] = 1
-            start = self.start_message(nxt, 1, after=current.id)
+            self._attempts[nxt.id] = 1
+            start = self._start_message(nxt, 1, after=current.id)
             if chain:
                 chain[-1] = msgspec.structs.replace(chain[-1], keep=True)
             chain.append(start)
             current = nxt
         return chain
 
-    def forget_followers(self, step_id: str) -> None:
+    def _forget_followers(self, step_id: str) -> None:
         """``step_id`` did not succeed: its followers will not run on their worker."""
-        follower = self.follower.pop(step_id, None)
+        follower = self._follower_of.pop(step_id, None)
         while follower is not None:
-            _upstream, worker = self.following.pop(follower)
+            _upstream, worker = self._chained.pop(follower)
             worker.finished(follower)
-            self.attempts.pop(follower, None)
-            follower = self.follower.pop(follower, None)
+            self._attempts.pop(follower, None)
+            follower = self._follower_of.pop(follower, None)
 
-    def cached(self, step: StepSpec) -> bool:
+    def _cached(self, step: StepSpec) -> bool:
         """Look ``step`` up in the result cache once; on a hit, report it done and return True."""
-        if not self.cache.enabled or step.id in self.attempts:
+        if not self._cache.enabled or step.id in self._attempts:
             return False
-        upstream = {u: self.results[u] for u in step.depends_on}
-        _key, hit = self.cache.lookup(step.id, step.args, upstream)
+        upstream = {u: self._results[u] for u in step.depends_on}
+        _key, hit = self._cache.lookup(step.id, step.args, upstream)
         if hit is None:
             return False
-        self.attempts[step.id] = 0
+        self._attempts[step.id] = 0
         self.deliver(
             StepSucceeded(
                 step=step.id, attempt=0, result=msgspec.Raw(hit), duration_s=0.0, cached=True
@@ -295,35 +313,37 @@ class Coordinator:
         )
         return True
 
-    def start_message(self, step: StepSpec, attempt: int, after: str | None = None) -> StartStep:
+    def _start_message(self, step: StepSpec, attempt: int, after: str | None = None) -> StartStep:
         """Build the StartStep for ``attempt``: arguments plus every upstream result, but for
         ``after``, whose result the worker passes on itself (a chain follower)."""
         kwargs: dict[str, Any] = dict(step.args)
         for upstream in step.depends_on:
             if upstream != after:
-                kwargs[step.inputs.get(upstream, upstream)] = self.results[upstream]
+                kwargs[step.inputs.get(upstream, upstream)] = self._results[upstream]
         return StartStep(
             version=protocol.PROTOCOL_VERSION,
-            run_id=self.run_msg.run_id,
+            run_id=self._run.run_id,
             step=step.id,
             attempt=attempt,
             target=step.run,
             kwargs=protocol.encode_value(kwargs, step=step.id),
-            import_paths=self.spec.import_paths,
-            main_path=self.spec.main_path,
+            import_paths=self._spec.import_paths,
+            main_path=self._spec.main_path,
             after=after,
             after_name=None if after is None else step.inputs.get(after),
             timeout=step.timeout,
         )
 
-    def start_isolated(self, step: StepSpec, start: StartStep) -> None:
+    def _start_isolated(self, step: StepSpec, start: StartStep) -> None:
         """Run one attempt of ``step`` in an actor process of its own."""
-        assert self.nursery is not None
-        scope = self.scopes[step.id] = trio.CancelScope()
-        self.nursery.start_soon(self.run_isolated, step, start, scope)
+        assert self._nursery is not None
+        scope = self._scopes[step.id] = trio.CancelScope()
+        self._nursery.start_soon(self._attempt_isolated, step, start, scope)
 
-    async def run_isolated(self, step: StepSpec, start: StartStep, scope: trio.CancelScope) -> None:
-        """Task: run ``start`` in its own actor; hand the outcome to the loop once known."""
+    async def _attempt_isolated(
+        self, step: StepSpec, start: StartStep, scope: trio.CancelScope
+    ) -> None:
+        """Task: ``launch`` the attempt; hand its outcome to the loop once known."""
         began = time.perf_counter()
         reported = False
 
@@ -333,22 +353,18 @@ class Coordinator:
             self.deliver(outcome)
 
         with scope:
-            await run_isolated(step, start, self.emit_async, report)
+            await self._launch(step, start, self._outbox.emit_async, report)
         if not reported:
             report(
                 StepCancelled(
                     step=step.id,
                     attempt=start.attempt,
-                    reason=self.cancel_reason or "cancelled",
+                    reason=self._cancel_reason or "cancelled",
                     duration_s=time.perf_counter() - began,
                 )
             )
 
-    async def emit_async(self, event: Any) -> None:
-        """:meth:`emit` for callers that await it."""
-        self.emit(event)
-
-    async def retry_later(self, step: StepSpec, delay: float, scope: trio.CancelScope) -> None:
+    async def _retry_later(self, step: StepSpec, delay: float, scope: trio.CancelScope) -> None:
         """Task: wait ``delay`` seconds, then put ``step`` back in the ready queue."""
         with scope:
             await trio.sleep(delay)
@@ -356,123 +372,117 @@ class Coordinator:
             self.deliver(
                 StepCancelled(
                     step=step.id,
-                    attempt=self.attempts[step.id],
-                    reason=self.cancel_reason or "cancelled",
+                    attempt=self._attempts[step.id],
+                    reason=self._cancel_reason or "cancelled",
                 )
             )
         else:
             self.deliver(Requeue(step.id))
 
-    def apply(self, outcome: Outcome) -> None:
+    # --- outcomes ---------------------------------------------------------------------------
+
+    def _apply(self, outcome: Outcome) -> None:
         """Record an outcome and emit the events that follow from it."""
         if outcome is None:
             return
-        step = self.steps[outcome.step]
-        pooled = self.pool is not None and not step.isolate
-        self.scopes.pop(step.id, None)
-        if step.id in self.following:
+        step = self._steps[outcome.step]
+        self._scopes.pop(step.id, None)
+        if step.id in self._chained:
             if isinstance(outcome, Requeue):  # its worker died before its upstream succeeded
-                upstream, _worker = self.following.pop(step.id)
-                self.follower.pop(upstream, None)
-                self.attempts.pop(step.id, None)
+                upstream, _worker = self._chained.pop(step.id)
+                self._follower_of.pop(upstream, None)
+                self._attempts.pop(step.id, None)
                 return
-            self.collect_ready()  # its upstream's success came in this same delivery
+            self._collect_ready()  # its upstream's success came in this same delivery
         match outcome:
             case Requeue():
-                if self.state.state(step.id) is not StepState.RUNNING:
-                    return  # skipped or waiting meanwhile: nothing to run again
-                if step.id in self.retrying:  # its retry delay is over
-                    self.retrying.discard(step.id)
-                else:  # its worker died before it started: not an attempt
-                    self.slots.give_back(step, slot=not pooled)
-                    self.attempts[step.id] -= 1
-                self.queue.push(step.id)
-                return
+                self._on_requeue(step)
             case StepSucceeded():
-                if not outcome.cached:  # a cache hit took no slot
-                    self.slots.give_back(step, slot=not pooled)
-                    self.cache.store(step.id, self.cache.key(step.id), outcome.result)
-                self.state.done(step.id)
-                if self.uses_left[step.id]:
-                    self.results[step.id] = outcome.result
-                self.emit(outcome)
+                self._on_succeeded(step, outcome)
             case StepFailed():
-                self.forget_followers(step.id)
-                self.slots.give_back(step, slot=not pooled)
-                if self.cancel_reason is None and should_retry(
-                    step, outcome.attempt, outcome.error.type
-                ):
-                    delay = retry_delay(step, outcome.attempt)
-                    self.emit(msgspec.structs.replace(outcome, will_retry=True, retry_in_s=delay))
-                    assert self.nursery is not None
-                    scope = self.scopes[step.id] = trio.CancelScope()
-                    self.retrying.add(step.id)
-                    self.nursery.start_soon(self.retry_later, step, delay, scope)
-                    return
-                skipped = self.state.fail(step.id)
-                self.emit(outcome)
-                self.skip(skipped)
-                if self.spec.on_failure == "fail_fast":
-                    self.cancel(f"fail_fast: step {step.id!r} failed", cause=step.id)
+                self._on_failed(step, outcome)
             case StepCancelled():
-                self.forget_followers(step.id)
-                if step.id not in self.retrying:
-                    self.slots.give_back(step, slot=not pooled)
-                self.retrying.discard(step.id)
-                skipped = self.state.cancel(step.id)
-                self.emit(outcome)
-                self.skip(skipped)
-        self.attempts.pop(step.id, None)  # it is done: keep no state per finished step
-        self.consumed(step.id)
+                self._on_cancelled(step, outcome)
 
-    def consumed(self, step_id: str) -> None:
+    def _on_requeue(self, step: StepSpec) -> None:
+        """Its retry delay is over, or its worker died before it started (not an attempt)."""
+        if self._state.state(step.id) is not StepState.RUNNING:
+            return  # skipped or waiting meanwhile: nothing to run again
+        if step.id in self._retrying:
+            self._retrying.discard(step.id)
+        else:
+            self._slots.give_back(step, slot=not self._pooled(step))
+            self._attempts[step.id] -= 1
+        self._queue.push(step.id)
+
+    def _on_succeeded(self, step: StepSpec, outcome: StepSucceeded) -> None:
+        if not outcome.cached:  # a cache hit took no slot
+            self._slots.give_back(step, slot=not self._pooled(step))
+            self._cache.store(step.id, self._cache.key(step.id), outcome.result)
+        self._state.done(step.id)
+        if self._uses_left[step.id]:
+            self._results[step.id] = outcome.result
+        self.emit(outcome)
+        self._finished(step.id)
+
+    def _on_failed(self, step: StepSpec, outcome: StepFailed) -> None:
+        """Retry after a backoff if its policy says so; else fail it and skip its dependents
+        (and with fail_fast, cancel the run)."""
+        self._forget_followers(step.id)
+        self._slots.give_back(step, slot=not self._pooled(step))
+        if self._cancel_reason is None and should_retry(step, outcome.attempt, outcome.error.type):
+            delay = retry_delay(step, outcome.attempt)
+            self.emit(msgspec.structs.replace(outcome, will_retry=True, retry_in_s=delay))
+            assert self._nursery is not None
+            scope = self._scopes[step.id] = trio.CancelScope()
+            self._retrying.add(step.id)
+            self._nursery.start_soon(self._retry_later, step, delay, scope)
+            return
+        skipped = self._state.fail(step.id)
+        self.emit(outcome)
+        self._skip(skipped)
+        if self._spec.on_failure == "fail_fast":
+            self.cancel(f"fail_fast: step {step.id!r} failed", cause=step.id)
+        self._finished(step.id)
+
+    def _on_cancelled(self, step: StepSpec, outcome: StepCancelled) -> None:
+        self._forget_followers(step.id)
+        if step.id not in self._retrying:  # a retry timer took no slot
+            self._slots.give_back(step, slot=not self._pooled(step))
+        self._retrying.discard(step.id)
+        skipped = self._state.cancel(step.id)
+        self.emit(outcome)
+        self._skip(skipped)
+        self._finished(step.id)
+
+    def _finished(self, step_id: str) -> None:
+        """``step_id`` is done: keep no state for it, drop upstream results no step needs."""
+        self._attempts.pop(step_id, None)
+        self._consumed(step_id)
+
+    def _consumed(self, step_id: str) -> None:
         """``step_id`` is finished: drop upstream results that no step needs any more."""
-        for upstream in self.graph.dependencies(step_id):
-            self.uses_left[upstream] -= 1
-            if not self.uses_left[upstream]:
-                self.results.pop(upstream, None)
+        for upstream in self._graph.dependencies(step_id):
+            self._uses_left[upstream] -= 1
+            if not self._uses_left[upstream]:
+                self._results.pop(upstream, None)
 
-    def skip_unstarted(self) -> None:
+    def _skip_unstarted(self) -> None:
         """Skip every step that has not started: queued ones and those not yet ready."""
         skipped: list[str] = []
-        for step_id in self.queue.clear():
+        for step_id in self._queue.clear():
             skipped.append(step_id)
-            skipped.extend(self.state.cancel(step_id))
-        skipped.extend(self.state.skip_remaining(because=self.cancel_cause))
+            skipped.extend(self._state.cancel(step_id))
+        skipped.extend(self._state.skip_remaining(because=self._cancel_cause))
         for step_id in skipped:
-            self.emit(StepSkipped(step=step_id, because=self.cancel_cause))
-            self.consumed(step_id)
+            self.emit(StepSkipped(step=step_id, because=self._cancel_cause))
+            self._consumed(step_id)
 
-    def skip(self, steps: tuple[str, ...]) -> None:
+    def _skip(self, steps: tuple[str, ...]) -> None:
         """Emit StepSkipped for ``steps``, naming the ancestor that caused each skip."""
         for step_id in steps:
-            self.emit(StepSkipped(step=step_id, because=self.state.skipped_because(step_id)))
-            self.consumed(step_id)
-
-
-async def start_helpers() -> Spawner:
-    """Start the fork server that step and worker actors are forked from; return it.
-
-    A fresh interpreter spends ~0.3 s of CPU importing trio and the actor runtime; a fork of a
-    server that has them imported starts in a few milliseconds. The server
-    (:mod:`mcpp.actors.spawner`) is reachable only through its socketpair to this process and
-    speaks msgpack: nothing is pickled. It is the only child the coordinator starts itself:
-    any other child is an orphan of a dead actor. A forked actor's parent is the server, so it
-    watches the server's parent to know when to exit (``mcpp.actors.parentwatch``).
-    """
-    spawner = await Spawner.start(["mcpp.actors.step"])
-    _spawn.set_fork_server(spawner)
-    _spawn.try_set_start_method("fork_server")
-    return spawner
-
-
-async def stop_helpers(spawner: Spawner) -> None:
-    """End every process below the coordinator: the actors (if any is left), the fork server
-    (its socket closed), then whatever is left."""
-    await trio.to_thread.run_sync(partial(contain.end_descendants, keep={spawner.pid}))
-    _spawn.set_fork_server(None)
-    await spawner.aclose()
-    await trio.to_thread.run_sync(contain.end_descendants)
+            self.emit(StepSkipped(step=step_id, because=self._state.skipped_because(step_id)))
+            self._consumed(step_id)
 
 
 @tractor.context
@@ -516,9 +526,8 @@ async def drive(run: RunWorkflow, stream: Any, helpers: frozenset[int]) -> None:
                 coordinator.cancel(message.reason)
         coordinator.cancel("the supervisor closed the run")
 
-    with coordinator.cache:
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(listen)
-            nursery.start_soon(contain.sweep, lambda: helpers)
-            await coordinator.run()
-            nursery.cancel_scope.cancel()
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(listen)
+        nursery.start_soon(contain.sweep, lambda: helpers)
+        await coordinator.run()
+        nursery.cancel_scope.cancel()

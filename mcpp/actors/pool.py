@@ -22,7 +22,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import msgspec
 import trio
@@ -39,12 +39,17 @@ from mcpp.actors.launch import (
     stop_actor,
 )
 from mcpp.actors.runner import Ledger
-from mcpp.protocol import ErrorInfo, Retiring, StartStep, StepCancelled, StepFailed, StepStarted
+from mcpp.protocol import (
+    ErrorInfo,
+    Retiring,
+    StartStep,
+    StepCancelled,
+    StepFailed,
+    StepStarted,
+    StepSucceeded,
+)
 
-if TYPE_CHECKING:
-    from mcpp.actors.coordinator import Coordinator
-
-__all__ = ["MAX_BATCH", "MAX_BATCHES", "Plan", "Pool", "Requeue", "Worker"]
+__all__ = ["MAX_BATCH", "MAX_BATCHES", "Outcome", "Plan", "Pool", "PoolHost", "Requeue", "Worker"]
 
 MAX_BATCHES = 2
 MAX_BATCH = 500
@@ -55,6 +60,34 @@ class Requeue(msgspec.Struct, frozen=True):
     """A step given back unstarted (its worker died): it goes back to the ready queue."""
 
     step: str
+
+
+Outcome = StepSucceeded | StepFailed | StepCancelled | Requeue | None
+"""What a run's steps report to its coordinator; ``None`` only wakes it (capacity changed)."""
+
+
+class PoolHost(Protocol):
+    """What a :class:`Pool` needs from the run it serves (the coordinator, or a test's fake)."""
+
+    @property
+    def run_dir(self) -> str | None:
+        """The run's private folder, where workers keep their ledgers (``None``: no ledgers)."""
+
+    @property
+    def cancel_reason(self) -> str | None:
+        """Why the run is being cancelled, or ``None`` while it is not."""
+
+    def deliver(self, outcome: Outcome) -> None:
+        """Take a step's outcome (or a wake-up); called from the pool's tasks, never blocks."""
+
+    def emit(self, event: StepStarted) -> None:
+        """Pass an event on to the supervisor."""
+
+    def timeout_of(self, step_id: str) -> float | None:
+        """The timeout of ``step_id`` in seconds, or ``None``."""
+
+    def unchain(self, step_id: str) -> None:
+        """Never send ``step_id`` as a chain follower again (its worker died under it)."""
 
 
 class Worker:
@@ -96,14 +129,14 @@ class Worker:
 
 
 class Pool:
-    """``size`` worker actors serving one coordinator."""
+    """``size`` worker actors serving one run (``host``)."""
 
-    def __init__(self, coordinator: Coordinator, size: int) -> None:
-        self.coordinator = coordinator
+    def __init__(self, host: PoolHost, size: int) -> None:
+        self.host = host
         self.workers = [Worker(i) for i in range(size)]
-        self.closing = False
         self.all_ready = trio.Event()
-        self.scope = trio.CancelScope()
+        self._closing = False
+        self._scope = trio.CancelScope()
 
     def capacity(self) -> list[Worker]:
         """Workers that can take a batch now, least loaded first (none until every worker has
@@ -127,15 +160,20 @@ class Pool:
 
     def cancel_all(self) -> None:
         """Stop every running step: kill the workers holding steps and replace none."""
-        self.closing = True
+        self._closing = True
         for worker in self.workers:
             if worker.held and worker.process is not None and worker.process.poll() is None:
                 worker.ended = "cancelled"
                 worker.process.kill()
 
+    def close(self) -> None:
+        """Stop :meth:`run` now: the run is over, the workers' graceful stop need not delay it."""
+        self._closing = True
+        self._scope.cancel()
+
     async def run(self, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
-        """Run every worker (replacing dead ones) until cancelled."""
-        with self.scope:
+        """Run every worker (replacing dead ones) until :meth:`close`."""
+        with self._scope:
             async with trio.open_nursery() as nursery:
                 for worker in self.workers:
                     nursery.start_soon(self.keep, worker)
@@ -143,19 +181,19 @@ class Pool:
 
     async def keep(self, worker: Worker) -> None:
         """Keep ``worker`` alive: run it, and start a new process each time one dies."""
-        while not self.closing:
+        while not self._closing:
             await self.serve(worker)
 
     def give_back(self, worker: Worker) -> None:
         """After a worker died: fail the step it ran, requeue the ones it had not reported."""
         process = worker.process
         assert process is not None
-        ledger = Ledger.read(self.coordinator.run_msg.run_dir, process.pid)
+        ledger = Ledger.read(self.host.run_dir, process.pid)
         running = ledger[1] if ledger is not None and ledger[0] != Ledger.DONE else None
         timed_out = worker.ended == "timed_out" or (
             ledger is not None and ledger[0] == Ledger.TIMED_OUT
         )
-        deliver = self.coordinator.deliver
+        deliver = self.host.deliver
         duration = time.perf_counter() - worker.started_at if worker.current else 0.0
         for step_id, start in list(worker.held.items()):
             if step_id not in worker.held:  # a follower forgotten with its failed upstream
@@ -165,10 +203,10 @@ class Pool:
             elif start.after is not None and start.after in worker.held:
                 # A follower whose upstream's success was lost with the worker: both run
                 # again, the follower on its own, so that its own outcome can be recorded.
-                self.coordinator.unchained.add(step_id)
+                self.host.unchain(step_id)
                 deliver(Requeue(step_id))
             elif worker.ended == "cancelled":
-                reason = self.coordinator.cancel_reason or "cancelled"
+                reason = self.host.cancel_reason or "cancelled"
                 deliver(
                     StepCancelled(
                         step=step_id, attempt=start.attempt, reason=reason, duration_s=duration
@@ -243,7 +281,7 @@ class Pool:
                         worker.ready = True
                         if all(w.ready for w in self.workers):
                             self.all_ready.set()
-                        self.coordinator.deliver(None)  # wake: capacity
+                        self.host.deliver(None)  # wake: capacity
                         await self.read(worker, stream)
             finally:
                 worker.ready = False
@@ -251,14 +289,14 @@ class Pool:
 
     async def feed(self, worker: Worker, stream: Any) -> None:
         """Send the worker's batches in order."""
-        run_dir = self.coordinator.run_msg.run_dir
+        run_dir = self.host.run_dir
         async for starts in worker.outbox:
             batch = protocol.StartBatch(steps=starts, run_dir=run_dir)
             await stream.send(protocol.encode(batch))
 
     async def read(self, worker: Worker, stream: Any) -> None:
         """Route the worker's results: starts become events, outcomes go to the coordinator."""
-        coordinator = self.coordinator
+        host = self.host
         async for raw in stream:
             worker.silence.deadline = trio.current_time() + LIVENESS
             message = protocol.from_step.decode(raw)
@@ -267,12 +305,12 @@ class Pool:
                 if isinstance(item, StepStarted):
                     worker.current = item.step
                     worker.started_at = time.perf_counter()
-                    limit = coordinator.steps[item.step].timeout
+                    limit = host.timeout_of(item.step)
                     worker.deadline = (
                         None if limit is None else trio.current_time() + limit + BACKSTOP
                     )
                     worker.timer.deadline = worker.deadline or math.inf
-                    coordinator.emit(item)
+                    host.emit(item)
                 elif isinstance(item, protocol.Heartbeat):
                     continue
                 elif isinstance(item, Retiring):
@@ -283,7 +321,7 @@ class Pool:
                         item_process.kill()
                 else:
                     worker.finished(item.step)
-                    coordinator.deliver(item)
+                    host.deliver(item)
 
     async def watchdog(self, worker: Worker, process: ProcessHandle) -> None:
         """Kill the worker when its current step passes its timeout (``worker.timer``)."""
