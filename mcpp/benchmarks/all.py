@@ -1,50 +1,28 @@
-"""Run every benchmark with modest sizes and print one Markdown table (the README's).
+"""Run every benchmark with modest sizes and print one JSON document of them all.
 
 Each benchmark runs as its own process (``python -m mcpp.benchmarks.NAME --json`` with the
-sizes of :data:`MODEST`), so one cannot disturb the next. The table has one row per figure:
-medians, the ratio mcpp / baseline (the baseline is measured in the same run), and the issue's
-target with whether it is met. About four minutes on 2 cores.
+sizes of :data:`MODEST`), so one cannot disturb the next. About four minutes on 2 cores. The
+README's table is rendered from this output by ``scripts/benchmarks_readme.py``.
 
-``--readme PATH`` rewrites the part of that file between the lines :data:`BEGIN` and
-:data:`END` (kept) with the table, the date, the machine and the command that reproduces it;
-nothing else in the file changes.
-
-    python -m mcpp.benchmarks.all [--readme README.md] [--markdown PATH] [--json PATH]
-                                  [--smoke] [--only a,b] [--modes per_step,pool]
+    python -m mcpp.benchmarks.all [--smoke] [--only a,b] [--modes per_step,pool]
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import shlex
+import os
 import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import Any
 
-from mcpp.benchmarks.common import machine_info
-from mcpp.benchmarks.peers import comparison
-from mcpp.benchmarks.report import markdown
+import msgspec
 
-__all__ = [
-    "BEGIN",
-    "BENCHMARKS",
-    "END",
-    "MODEST",
-    "main",
-    "parser",
-    "replace_section",
-    "run_one",
-    "table",
-]
+from mcpp.benchmarks.common import Document, emit
+
+__all__ = ["BENCHMARKS", "MODEST", "Suite", "main", "parser", "run", "run_one"]
 
 BENCHMARKS = ("dispatch", "scaling", "payload", "memory", "startup", "faults")
-BEGIN = "<!-- benchmarks:begin -->"
-END = "<!-- benchmarks:end -->"
 
 # The issue's sizes where they fit in a few minutes on 2 cores: dispatch and the memory leak
 # check at full size; scaling on 2 workers only (the issue's figure; alone it runs 1..cpus).
@@ -60,124 +38,78 @@ MODEST: Mapping[str, tuple[str, ...]] = {
 }  # fmt: skip
 
 
-def parser() -> argparse.ArgumentParser:
+class Suite(msgspec.Struct, kw_only=True):
+    """Every benchmark's document, with the seconds each took and the load around the run."""
+
+    took_s: float
+    load_before: float
+    load_after: float
+    elapsed_s: dict[str, float]
+    documents: list[Document]
+
+
+def parser(*, add_help: bool = True) -> argparse.ArgumentParser:
     """The options of the whole run."""
+
+    def names(text: str) -> list[str]:
+        chosen = [n for n in text.split(",") if n]
+        unknown = sorted(set(chosen) - set(BENCHMARKS))
+        if not chosen or unknown:
+            raise argparse.ArgumentTypeError(f"unknown benchmarks: {', '.join(unknown)}")
+        return chosen
+
     p = argparse.ArgumentParser(
-        prog="python -m mcpp.benchmarks.all", description="Run every benchmark; print a table."
+        prog="python -m mcpp.benchmarks.all",
+        description="Run every benchmark; print their documents as JSON.",
+        add_help=add_help,
     )
-    p.add_argument("--markdown", metavar="PATH", help="also write the Markdown table here")
-    p.add_argument(
-        "--readme",
-        metavar="PATH",
-        help=f"rewrite the section of PATH between {BEGIN} and {END} with the table",
-    )
-    p.add_argument("--json", metavar="PATH", help="write every benchmark's document here")
     p.add_argument("--smoke", action="store_true", help="tiny sizes, one repetition")
     p.add_argument(
-        "--only",
-        type=lambda text: [n for n in text.split(",") if n],
-        default=list(BENCHMARKS),
-        help="benchmarks to run, comma-separated (all)",
+        "--only", type=names, default=list(BENCHMARKS), help="benchmarks, comma-separated (all)"
     )
     p.add_argument("--modes", default="per_step,pool", help="actor modes (per_step,pool)")
     return p
 
 
-def run_one(name: str, extra: Sequence[str]) -> dict[str, Any]:
+def run_one(name: str, extra: Sequence[str]) -> Document:
     """Run benchmark ``name`` in a new process with ``extra`` options; return its document.
 
     Raises RuntimeError with the benchmark's standard error if it fails.
     """
     cmd = [sys.executable, "-m", f"mcpp.benchmarks.{name}", "--json", *extra]
-    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    done = subprocess.run(cmd, capture_output=True, check=False)
     if done.returncode != 0:
-        raise RuntimeError(f"{name} exited {done.returncode}:\n{done.stderr[-4000:]}")
-    doc: dict[str, Any] = json.loads(done.stdout)
-    return doc
+        stderr = done.stderr.decode(errors="replace")[-4000:]
+        raise RuntimeError(f"{name} exited {done.returncode}:\n{stderr}")
+    return msgspec.json.decode(done.stdout, type=Document)
 
 
-def table(docs: Sequence[Mapping[str, Any]], took: float, command: str, load_before: float) -> str:
-    """The Markdown of the whole run: the command, date and machine, the table, the notes of
-    unmeasured modes."""
-    machine = machine_info()
-    packages = ", ".join(f"{k} {v}" for k, v in machine["packages"].items())
-    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
-    lines = [
-        f"Generated by `{command}` on {date}, {took:.0f} s in all.",
-        "",
-        f"Machine: {machine['cpu_count']} CPUs, Python {machine['python']} "
-        f"({machine['platform']}); {packages}; load average {load_before:.2f} before, "
-        f"{machine['load_average'][0]:.2f} after.",
-        "",
-        "Medians over the repetitions (each benchmark's `--json` has min/median/max). Baseline: "
-        "stdlib `ProcessPoolExecutor` driven by a plain DAG loop, measured in the same run; "
-        "ratio = mcpp / baseline. Target: the issue's, for mcpp's median. Dispatch, scaling "
-        "and payload times are in-run (first step started .. run finished; the baseline's "
-        "pool started and warm), start-up excluded; dispatch runs with the journal on. "
-        "`wall_s` is the whole run, start-up included.",
-        "",
-        markdown(docs),
-        "",
-        "**Compared with Ray, Dask and Prefect.** mcpp and the baseline from this run; the "
-        "peers' figures were measured on this kind of machine with the same workloads "
-        "(`docs/DEPENDENCIES.md`; Prefect's from the scheduling issue), not in this run: "
-        "neither Ray nor Dask is a dependency. Higher is better except for ms and MiB.",
-        "",
-        comparison(docs),
-    ]
-    seen: set[str] = set()
-    for doc in docs:
-        for key, note in doc.get("notes", {}).items():
-            if key.endswith("_unavailable") and note not in seen:
-                seen.add(note)
-                lines.append(f"- {key.removesuffix('_unavailable')} mode: {note}")
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def replace_section(text: str, section: str) -> str:
-    """Return ``text`` with the lines between :data:`BEGIN` and :data:`END` replaced by
-    ``section``. Raises ValueError unless each marker is on a line of its own exactly once,
-    BEGIN first."""
-    lines = text.splitlines(keepends=True)
-    stripped = [line.rstrip("\r\n") for line in lines]
-    if stripped.count(BEGIN) != 1 or stripped.count(END) != 1:
-        raise ValueError(f"need exactly one line {BEGIN!r} and one line {END!r}")
-    begin, end = stripped.index(BEGIN), stripped.index(END)
-    if begin > end:
-        raise ValueError(f"{END!r} comes before {BEGIN!r}")
-    body = section if section.endswith("\n") else section + "\n"
-    return "".join([*lines[: begin + 1], body, *lines[end:]])
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmarks, print the table, write the files; return the exit code."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = parser().parse_args(argv)
-    unknown = sorted(set(args.only) - set(BENCHMARKS))
-    if unknown:
-        parser().error(f"unknown benchmarks: {', '.join(unknown)}")
-    if args.readme:
-        replace_section(Path(args.readme).read_text(), "")  # fail now, not after minutes
-    load_before = machine_info()["load_average"][0]
+def run(args: argparse.Namespace) -> Suite:
+    """Run the benchmarks ``args`` name (see :func:`parser`), reporting progress on stderr."""
+    load_before = os.getloadavg()[0]
     began = time.perf_counter()
+    elapsed: dict[str, float] = {}
     docs = []
     for name in args.only:
         extra = ["--repeat", "1", "--smoke"] if args.smoke else list(MODEST[name])
         print(f"running {name} ...", file=sys.stderr, flush=True)
         started = time.perf_counter()
         docs.append(run_one(name, [*extra, "--modes", args.modes]))
-        docs[-1]["elapsed_s"] = round(time.perf_counter() - started, 1)
-        print(f"{name}: {docs[-1]['elapsed_s']} s", file=sys.stderr, flush=True)
-    command = shlex.join(["uv", "run", "python", "-m", "mcpp.benchmarks.all", *argv])
-    text = table(docs, time.perf_counter() - began, command, load_before)
-    print(text, end="")
-    if args.markdown:
-        Path(args.markdown).write_text(text)
-    if args.readme:
-        path = Path(args.readme)
-        path.write_text(replace_section(path.read_text(), text))
-    if args.json:
-        Path(args.json).write_text(json.dumps(docs, indent=1) + "\n")
+        elapsed[name] = round(time.perf_counter() - started, 1)
+        print(f"{name}: {elapsed[name]} s", file=sys.stderr, flush=True)
+    return Suite(
+        took_s=round(time.perf_counter() - began, 1),
+        load_before=round(load_before, 2),
+        load_after=round(os.getloadavg()[0], 2),
+        elapsed_s=elapsed,
+        documents=docs,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmarks and print the :class:`Suite` as JSON; return the exit code."""
+    suite = run(parser().parse_args(argv))
+    emit(suite)
     return 0
 
 

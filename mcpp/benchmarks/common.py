@@ -1,32 +1,27 @@
-"""What every benchmark shares: workload shapes, the two runners, statistics, the document.
+"""What every benchmark shares: workload shapes, the two runners, the figures, the document.
 
 A workload is a DAG of :class:`Task` s naming functions of :mod:`mcpp.benchmarks.workloads`.
 :func:`run_mcpp` runs it as a mcpp workflow (this process is the supervisor);
-:func:`run_baseline` runs it on a stdlib ``ProcessPoolExecutor`` driven by a plain DAG loop
+:func:`span_baseline` runs it on a stdlib ``ProcessPoolExecutor`` driven by a plain DAG loop
 (:func:`run_dag`: submit each task when its dependencies are done, pass upstream results as
-keyword arguments, exactly as mcpp does). Optional peers (Ray, Dask), when importable, run
-through the same loop (:func:`open_peer`).
+keyword arguments, exactly as mcpp does).
 
 In-run timing (:class:`Span`, :func:`span_baseline`) leaves start-up and tear-down out: for mcpp
-the clock runs from the first ``StepStarted`` event the supervisor sees to ``RunFinished``; for
-the baseline, on a pool whose workers are already started and warm, from the first submission
-to the last result.
+the clock runs from the first ``StepStarted`` of the run to ``RunFinished``; for the baseline,
+on a pool whose workers are already started and warm, from the first submission to the last
+result.
 
-Every figure is ``{"unit", "mcpp", "baseline", "ratio", "target", "meets_target", ...}`` where
-``mcpp`` and ``baseline`` are ``{"min", "median", "max"}`` over the repetitions, ``ratio`` is
-median mcpp / median baseline, ``target`` is the issue's target for mcpp's median
-(``{"op": ">=" or "<=" or "<", "value"}``, or None where the issue sets none) and
-``meets_target`` says whether the median meets it (None without a target). Each benchmark
-prints one document from :func:`document`.
+Each benchmark prints one :class:`Document`. Its ``figures`` are a tree (mode, shape, ...) whose
+leaves are :class:`Figure` s: mcpp's and the baseline's :class:`Stats` over the repetitions,
+their ratio (median mcpp / median baseline), the issue's :class:`Target` for mcpp's median (None
+where the issue sets none) and whether the median meets it.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
-import importlib
 import importlib.metadata
-import importlib.util
 import multiprocessing
 import os
 import platform
@@ -38,7 +33,8 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from typing import Any, NamedTuple
+from pathlib import Path
+from typing import Any, Literal, NamedTuple, TypeAlias
 
 import msgspec
 import psutil
@@ -54,9 +50,16 @@ from mcpp.workflow.spec import ActorMode, StepSpec, WorkflowSpec
 __all__ = [
     "MODES",
     "BenchmarkError",
+    "Document",
+    "Figure",
+    "Figures",
+    "Machine",
     "Span",
+    "Stats",
     "Submit",
+    "Target",
     "Task",
+    "Timing",
     "base_parser",
     "chain",
     "descendants",
@@ -64,25 +67,19 @@ __all__ = [
     "emit",
     "fanout",
     "figure",
-    "goal",
     "layered",
-    "machine_info",
-    "meets",
+    "leaves",
     "open_baseline",
-    "open_peer",
-    "peers_available",
-    "probe_pool",
-    "run_baseline",
+    "output",
+    "quantity",
     "run_dag",
     "run_mcpp",
-    "selected_modes",
     "span_baseline",
-    "span_on",
-    "span_peer",
-    "stats",
+    "span_mcpp",
     "target",
     "to_spec",
     "warm_up",
+    "write_workflow",
 ]
 
 # trio 0.23.2 calls APIs newer Pythons deprecate; the warnings say nothing about the benchmark.
@@ -90,8 +87,7 @@ warnings.filterwarnings("ignore", category=trio.TrioDeprecationWarning)
 
 MODES: tuple[ActorMode, ...] = ("per_step", "pool")
 PACKAGES = ("mcpp", "trio", "msgspec", "psutil")
-OPTIONAL_PEERS = ("ray", "dask")
-POOL_PROBE_TIMEOUT = 60.0
+BASELINE = "concurrent.futures.ProcessPoolExecutor ('forkserver') + a plain DAG loop"
 
 Submit = Callable[[Callable[..., Any], dict[str, Any]], "cf.Future[Any]"]
 
@@ -127,21 +123,227 @@ def chain(n: int, fn: Callable[..., Any] = workloads.noop) -> list[Task]:
 def layered(layers: int, width: int, fn: Callable[..., Any] = workloads.noop) -> list[Task]:
     """``layers`` x ``width`` tasks; task j of a layer depends on tasks j and j+1 (mod width)
     of the layer before."""
-    tasks = []
-    for layer in range(layers):
-        for j in range(width):
-            deps: tuple[str, ...] = ()
-            if layer:
-                deps = tuple(
-                    dict.fromkeys((f"l{layer - 1}_{j}", f"l{layer - 1}_{(j + 1) % width}"))
-                )
-            tasks.append(Task(f"l{layer}_{j}", fn, deps=deps))
-    return tasks
+    return [
+        Task(
+            f"l{layer}_{j}",
+            fn,
+            deps=tuple(dict.fromkeys(f"l{layer - 1}_{k % width}" for k in (j, j + 1)))
+            if layer
+            else (),
+        )
+        for layer in range(layers)
+        for j in range(width)
+    ]
 
 
 def target(fn: Callable[..., Any]) -> str:
     """Return ``"module:function"`` for a function of :mod:`workloads`."""
     return f"{fn.__module__}:{fn.__qualname__}"
+
+
+# --- figures and the document ----------------------------------------------------------------
+
+
+class Stats(msgspec.Struct, frozen=True):
+    """The minimum, median and maximum of ``n`` repetitions (6 significant digits)."""
+
+    min: float
+    median: float
+    max: float
+    n: int
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Stats:
+        """The stats of ``values``. Raises ValueError if there are none."""
+        if not values:
+            raise ValueError("no values to summarise")
+        low, mid, high = (float(f"{f(values):.6g}") for f in (min, statistics.median, max))
+        return cls(low, mid, high, len(values))
+
+
+class Target(msgspec.Struct, frozen=True):
+    """A target of the issue for a figure's median: ``median op value``."""
+
+    op: Literal[">=", "<=", "<"]
+    value: float
+
+    def __post_init__(self) -> None:
+        if self.op not in (">=", "<=", "<"):
+            raise ValueError(f"unknown target operator {self.op!r}")
+
+    def met(self, median: float) -> bool:
+        """Whether ``median`` meets the target."""
+        if self.op == ">=":
+            return median >= self.value
+        return median <= self.value if self.op == "<=" else median < self.value
+
+
+class Figure(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
+    """One measured figure; ``steps`` and ``target_steps`` only where they say something."""
+
+    unit: str
+    mcpp: Stats
+    baseline: Stats | None
+    ratio: float | None
+    target: Target | None
+    meets_target: bool | None
+    steps: int | None = None
+    target_steps: int | None = None
+
+
+def figure(
+    unit: str,
+    mcpp: Sequence[float],
+    baseline: Sequence[float] | None,
+    *,
+    target: Target | None = None,
+    steps: int | None = None,
+    target_steps: int | None = None,
+) -> Figure:
+    """The figure of ``mcpp``'s and ``baseline``'s values (None: the baseline has no
+    counterpart); ratio of the medians, and whether mcpp's median meets ``target``."""
+    mine = Stats.of(mcpp)
+    base = Stats.of(baseline) if baseline else None
+    ratio = float(f"{mine.median / base.median:.4g}") if base and base.median else None
+    return Figure(
+        unit=unit,
+        mcpp=mine,
+        baseline=base,
+        ratio=ratio,
+        target=target,
+        meets_target=None if target is None else target.met(mine.median),
+        steps=steps,
+        target_steps=target_steps,
+    )
+
+
+# A tree of figures: names (a mode, a shape, ...) down to Figure leaves. msgspec decodes no
+# union of a Struct and a dict, so a decoded document holds plain dicts: see :func:`leaves`.
+Figures: TypeAlias = dict[str, Any]
+
+
+def leaves(figures: Mapping[str, Any], path: tuple[str, ...] = ()) -> Iterator[tuple[str, Figure]]:
+    """Yield ``("a/b/c", figure)`` for every figure of a tree, decoded or not, in order."""
+    for key, node in figures.items():
+        if isinstance(node, Figure) or "unit" in node:
+            yield "/".join((*path, key)), msgspec.convert(node, Figure, from_attributes=True)
+        else:
+            yield from leaves(node, (*path, key))
+
+
+class Machine(msgspec.Struct, frozen=True):
+    """Where a benchmark ran: CPUs, load, Python, platform, versions of mcpp and its runtime."""
+
+    cpu_count: int | None
+    load_average: list[float]
+    python: str
+    implementation: str
+    platform: str
+    packages: dict[str, str | None]
+
+    @classmethod
+    def here(cls) -> Machine:
+        """This machine, now."""
+        versions: dict[str, str | None] = {}
+        for name in PACKAGES:
+            try:
+                versions[name] = importlib.metadata.version(name)
+            except importlib.metadata.PackageNotFoundError:
+                versions[name] = None
+        return cls(
+            cpu_count=os.cpu_count(),
+            load_average=[round(x, 2) for x in os.getloadavg()],
+            python=platform.python_version(),
+            implementation=platform.python_implementation(),
+            platform=platform.platform(),
+            packages=versions,
+        )
+
+
+class Document(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """What a benchmark prints: its parameters, the machine, the figures and their notes.
+
+    ``iterations`` (scaling's calibrated loop) and ``python_floor_s`` (startup's bare
+    interpreter) are set by one benchmark each.
+    """
+
+    benchmark: str
+    parameters: dict[str, Any]
+    machine: Machine
+    baseline: str
+    figures: Figures
+    notes: dict[str, Any]
+    iterations: int | None = None
+    python_floor_s: Stats | None = None
+
+
+def document(
+    name: str, args: argparse.Namespace, figures: Figures, notes: Mapping[str, Any], **extra: Any
+) -> Document:
+    """The document of benchmark ``name`` run with ``args``."""
+    return Document(
+        benchmark=name,
+        parameters={k: v for k, v in vars(args).items() if k != "json"},
+        machine=Machine.here(),
+        baseline=BASELINE,
+        figures=figures,
+        notes=dict(notes),
+        **extra,
+    )
+
+
+def quantity(value: float, unit: str) -> str:
+    """``value`` with its unit, to 3 significant digits (whole numbers from 1,000)."""
+    text = f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
+    return f"{text}x" if unit == "x" else f"{text} {unit}".rstrip()
+
+
+def emit(value: Any) -> None:
+    """Print ``value`` as indented JSON on standard output."""
+    sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(value)) + b"\n")
+    sys.stdout.flush()
+
+
+def output(doc: Document, as_json: bool) -> None:
+    """Print ``doc`` as JSON (``as_json``), else one line a figure and the notes."""
+    if as_json:
+        emit(doc)
+        return
+    for path, fig in leaves(doc.figures):
+        line = f"{path}: mcpp {quantity(fig.mcpp.median, fig.unit)}"
+        if fig.baseline is not None:
+            ratio = "" if fig.ratio is None else f", ratio {fig.ratio:.3g}x"
+            line += f", baseline {quantity(fig.baseline.median, fig.unit)}{ratio}"
+        if fig.target is not None:
+            want = f"{fig.target.op} {quantity(fig.target.value, fig.unit)}"
+            line += f", target {want}: {'met' if fig.meets_target else 'NOT met'}"
+        print(line)
+    for key, note in doc.notes.items():
+        print(f"- {key}: {note}")
+
+
+def base_parser(name: str, description: str) -> argparse.ArgumentParser:
+    """An argument parser with the options every benchmark has."""
+
+    def modes(text: str) -> list[str]:
+        chosen = [m for m in text.split(",") if m]
+        if not chosen or set(chosen) - set(MODES):
+            raise argparse.ArgumentTypeError(f"modes are {','.join(MODES)}, not {text!r}")
+        return chosen
+
+    parser = argparse.ArgumentParser(
+        prog=f"python -m mcpp.benchmarks.{name}", description=description
+    )
+    parser.add_argument("--repeat", type=int, default=3, metavar="R", help="repetitions (3)")
+    parser.add_argument("--json", action="store_true", help="print the JSON document")
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: finish in seconds")
+    parser.add_argument(
+        "--modes", type=modes, default=list(MODES), help="actor modes, comma-separated"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=600.0, metavar="S", help="limit of one run (600 s)"
+    )
+    return parser
 
 
 # --- mcpp ------------------------------------------------------------------------------------
@@ -161,12 +363,16 @@ def to_spec(
         for t in tasks
     )
     return WorkflowSpec(
-        name=name,
-        steps=steps,
-        actors=mode,
-        workers=workers,
-        max_concurrent=max_concurrent,
+        name=name, steps=steps, actors=mode, workers=workers, max_concurrent=max_concurrent
     )
+
+
+def write_workflow(path: Path, tasks: Sequence[Task], *, mode: ActorMode, workers: int) -> Path:
+    """Write ``tasks`` as a JSON workflow file for the CLI (``workers`` at once); return it."""
+    steps = [{"id": t.id, "run": target(t.fn), "args": dict(t.args)} for t in tasks]
+    workflow = {"name": path.stem, "actors": mode, "workers": workers, "max_concurrent": workers}
+    path.write_bytes(msgspec.json.encode({"workflow": workflow, "steps": steps}))
+    return path
 
 
 def run_mcpp(
@@ -234,51 +440,32 @@ class Span:
         return self.ended - self.began
 
 
-def probe_pool(timeout: float = POOL_PROBE_TIMEOUT) -> str | None:
-    """Try a tiny pool-mode run once; return None if pool mode works, else the reason.
+class Timing(NamedTuple):
+    """A run's whole time (start-up and tear-down included) and its in-run span, seconds."""
 
-    Pool mode works if two steps run with ``workers=1`` report the same process id.
-    """
-    tasks = [Task("a", workloads.getpid), Task("b", workloads.getpid)]
-    spec = to_spec(tasks, name="pool-probe", mode="pool", workers=1, max_concurrent=1)
-    try:
-        result, _ = run_mcpp(spec, timeout=timeout)
-    except Exception as exc:
-        return f"a pool-mode probe run failed: {type(exc).__name__}: {exc}"
-    pids = {step.result for step in result.steps.values()}
-    if len(pids) != 1:
-        return "pool mode is not implemented yet: actors='pool' ran each step in its own process"
-    return None
+    wall: float
+    span: float
 
 
-def warm_up(timeout: float, *, mcpp: bool = True) -> None:
-    """Run one no-op task on the baseline (starts its forkserver) and, with ``mcpp``, on mcpp
-    (imports, file cache), unmeasured."""
+def span_mcpp(
+    spec: WorkflowSpec, *, timeout: float, journal: bool = False
+) -> tuple[RunResult, Timing]:
+    """Run ``spec`` (see :func:`run_mcpp`); return its result and its :class:`Timing`."""
+    clock = Span()
+    result, wall = run_mcpp(spec, timeout=timeout, on_event=clock, journal=journal)
+    return result, Timing(wall, clock.seconds)
+
+
+def warm_up(args: argparse.Namespace) -> None:
+    """Run one no-op task on the baseline (starts its forkserver) and, unless ``--smoke``, on
+    mcpp (imports, file cache), unmeasured."""
     one = chain(1)
-    if mcpp:
-        run_mcpp(to_spec(one, name="warm-up", mode="per_step"), timeout=timeout)
-    run_baseline(one, 1)
+    if not args.smoke:
+        run_mcpp(to_spec(one, name="warm-up", mode="per_step"), timeout=args.timeout)
+    span_baseline(one, 1)
 
 
-def selected_modes(args: argparse.Namespace, notes: dict[str, str]) -> dict[ActorMode, str | None]:
-    """Map each mode in ``args.modes`` to None (measure it) or the reason it is unavailable.
-
-    A reason is also written to ``notes`` under ``"<mode>_unavailable"``. Runs
-    :func:`warm_up` first (without mcpp's warm-up run with ``--smoke``).
-    """
-    warm_up(args.timeout, mcpp=not args.smoke)
-    chosen: dict[ActorMode, str | None] = {}
-    for mode in MODES:
-        if mode not in args.modes:
-            continue
-        reason = probe_pool(args.timeout) if mode == "pool" else None
-        chosen[mode] = reason
-        if reason is not None:
-            notes[f"{mode}_unavailable"] = reason
-    return chosen
-
-
-# --- baseline and peers ----------------------------------------------------------------------
+# --- baseline --------------------------------------------------------------------------------
 
 
 def run_dag(submit: Submit, tasks: Sequence[Task]) -> dict[str, Any]:
@@ -322,247 +509,37 @@ def run_dag(submit: Submit, tasks: Sequence[Task]) -> dict[str, Any]:
     return results
 
 
-def baseline_context() -> Any:
-    """The multiprocessing context of the baseline: 'forkserver', warmed up once.
+@contextmanager
+def open_baseline(workers: int) -> Iterator[Submit]:
+    """Yield ``submit`` of a new ProcessPoolExecutor with ``workers`` processes.
 
-    Not 'fork': the benchmark process runs trio and tractor, and forking a process with threads
-    is unsafe. The forkserver preloads :mod:`workloads`, as a real user's pool would.
+    Its context is 'forkserver', not 'fork': the benchmark process runs trio and the actor
+    layer, and forking a process with threads is unsafe. The forkserver preloads
+    :mod:`workloads`, as a real user's pool would.
     """
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload([workloads.__name__])
-    return ctx
-
-
-@contextmanager
-def open_baseline(workers: int) -> Iterator[tuple[Submit, cf.ProcessPoolExecutor]]:
-    """Yield ``submit`` of a new ProcessPoolExecutor with ``workers`` processes, and the pool."""
-    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=baseline_context())
+    pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)
     try:
-        yield (lambda fn, kwargs: pool.submit(fn, **kwargs)), pool
+        yield lambda fn, kwargs: pool.submit(fn, **kwargs)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def run_baseline(tasks: Sequence[Task], workers: int) -> tuple[dict[str, Any], float]:
-    """Run ``tasks`` on a new pool of ``workers``; return the results and the wall time.
+def span_baseline(tasks: Sequence[Task], workers: int) -> Timing:
+    """Run ``tasks`` on a new pool of ``workers``; return its :class:`Timing`.
 
-    The time includes starting and shutting down the pool, as mcpp's includes its actor tree.
+    ``wall`` runs from creating the pool to its shutdown; ``span`` from the first submission,
+    once a fan-out of ``4 * workers`` no-ops has started and warmed every worker, to the last
+    result.
     """
     began = time.perf_counter()
-    with open_baseline(workers) as (submit, _):
-        results = run_dag(submit, tasks)
-    return results, time.perf_counter() - began
-
-
-def span_on(submit: Submit, tasks: Sequence[Task], workers: int) -> float:
-    """Warm ``submit``'s workers (a fan-out of ``4 * workers`` no-ops starts every one of them
-    and runs the loop once), then run ``tasks``; return the seconds from the first submission
-    to the last result."""
-    run_dag(submit, fanout(4 * workers))
-    began = time.perf_counter()
-    run_dag(submit, tasks)
-    return time.perf_counter() - began
-
-
-def span_baseline(tasks: Sequence[Task], workers: int) -> tuple[float, float]:
-    """Run ``tasks`` on a new pool of ``workers``; return (wall, span).
-
-    ``wall`` runs from creating the pool to its shutdown (start-up included); ``span`` from the
-    first submission, once every worker is started and warm, to the last result.
-    """
-    began = time.perf_counter()
-    with open_baseline(workers) as (submit, _):
-        span = span_on(submit, tasks, workers)
-    return time.perf_counter() - began, span
-
-
-def span_peer(name: str, tasks: Sequence[Task], workers: int) -> tuple[float, float]:
-    """Run ``tasks`` on peer ``name``, as :func:`span_baseline`; return (wall, span)."""
-    began = time.perf_counter()
-    with open_peer(name, workers) as submit:
-        span = span_on(submit, tasks, workers)
-    return time.perf_counter() - began, span
-
-
-def peers_available() -> list[str]:
-    """The optional peers (``ray``, ``dask``) that can be imported here; never installed."""
-    found = []
-    for name in OPTIONAL_PEERS:
-        module = "distributed" if name == "dask" else name
-        if importlib.util.find_spec(module) is not None:
-            found.append(name)
-    return found
-
-
-@contextmanager
-def open_peer(name: str, workers: int) -> Iterator[Submit]:
-    """Yield ``submit`` for peer ``name`` (``ray`` or ``dask``) with ``workers`` processes."""
-    if name == "ray":
-        ray: Any = importlib.import_module("ray")
-        ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
-        remote: dict[Callable[..., Any], Any] = {}
-
-        def submit_ray(fn: Callable[..., Any], kwargs: dict[str, Any]) -> cf.Future[Any]:
-            if fn not in remote:
-                remote[fn] = ray.remote(fn)
-            future: cf.Future[Any] = remote[fn].remote(**kwargs).future()
-            return future
-
-        try:
-            yield submit_ray
-        finally:
-            ray.shutdown()
-    elif name == "dask":
-        distributed: Any = importlib.import_module("distributed")
-        cluster = distributed.LocalCluster(
-            n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None
-        )
-        client = distributed.Client(cluster)
-        executor = client.get_executor(pure=False)
-        try:
-            yield lambda fn, kwargs: executor.submit(fn, **kwargs)
-        finally:
-            executor.shutdown()
-            client.close()
-            cluster.close()
-    else:
-        raise ValueError(f"unknown peer {name!r}")
-
-
-def run_peer(name: str, tasks: Sequence[Task], workers: int) -> float:
-    """Run ``tasks`` on peer ``name`` (started and stopped inside); return the wall time."""
-    began = time.perf_counter()
-    with open_peer(name, workers) as submit:
+    with open_baseline(workers) as submit:
+        run_dag(submit, fanout(4 * workers))
+        started = time.perf_counter()
         run_dag(submit, tasks)
-    return time.perf_counter() - began
-
-
-# --- statistics and the document -------------------------------------------------------------
-
-
-def stats(values: Sequence[float]) -> dict[str, float] | None:
-    """``{"min", "median", "max"}`` of ``values`` (6 significant digits); None if empty."""
-    if not values:
-        return None
-    return {
-        key: float(f"{fn(values):.6g}")
-        for key, fn in (("min", min), ("median", statistics.median), ("max", max))
-    }
-
-
-def goal(op: str, value: float) -> dict[str, Any]:
-    """A target of the issue for a figure's median: ``op`` is ``">="``, ``"<="`` or ``"<"``."""
-    if op not in COMPARE:
-        raise ValueError(f"unknown target operator {op!r}")
-    return {"op": op, "value": value}
-
-
-COMPARE: Mapping[str, Callable[[float, float], bool]] = {
-    ">=": lambda got, want: got >= want,
-    "<=": lambda got, want: got <= want,
-    "<": lambda got, want: got < want,
-}
-
-
-def meets(value: Mapping[str, float] | None, want: Mapping[str, Any] | None) -> bool | None:
-    """Whether the median of ``value`` meets target ``want``; None if either is missing."""
-    if value is None or want is None:
-        return None
-    return COMPARE[want["op"]](value["median"], want["value"])
-
-
-def figure(
-    unit: str,
-    mcpp: Sequence[float],
-    baseline: Sequence[float] | None,
-    peers: Mapping[str, Sequence[float]] | None = None,
-    *,
-    target: Mapping[str, Any] | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    """One figure: mcpp's and the baseline's stats, their ratio (medians), the issue's
-    ``target`` for mcpp's median (see :func:`goal`) and whether it is met, and the peers'."""
-    mine, base = stats(mcpp), stats(baseline or [])
-    ratio = None
-    if mine is not None and base is not None and base["median"]:
-        ratio = float(f"{mine['median'] / base['median']:.4g}")
-    out: dict[str, Any] = {
-        "unit": unit,
-        "mcpp": mine,
-        "baseline": base,
-        "ratio": ratio,
-        "target": None if target is None else dict(target),
-        "meets_target": meets(mine, target),
-    }
-    for name, values in (peers or {}).items():
-        out[name] = stats(values)
-    out.update(extra)
-    return out
-
-
-def machine_info() -> dict[str, Any]:
-    """CPU count, load, Python, platform and the versions of mcpp and its runtime."""
-    versions: dict[str, str | None] = {}
-    for name in (*PACKAGES, *peers_available()):
-        try:
-            versions[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            versions[name] = None
-    return {
-        "cpu_count": os.cpu_count(),
-        "load_average": [round(x, 2) for x in os.getloadavg()],
-        "python": platform.python_version(),
-        "implementation": platform.python_implementation(),
-        "platform": platform.platform(),
-        "packages": versions,
-    }
-
-
-def document(
-    name: str,
-    args: argparse.Namespace,
-    figures: Mapping[str, Any],
-    notes: Mapping[str, Any] | None = None,
-    **extra: Any,
-) -> dict[str, Any]:
-    """The JSON document of benchmark ``name``: parameters, machine, figures, notes."""
-    params = {k: v for k, v in vars(args).items() if k not in ("json", "func")}
-    return {
-        "benchmark": name,
-        "parameters": params,
-        "machine": machine_info(),
-        "baseline": "concurrent.futures.ProcessPoolExecutor ('forkserver') + a plain DAG loop",
-        "peers": peers_available(),
-        "figures": dict(figures),
-        "notes": dict(notes or {}),
-        **extra,
-    }
-
-
-def base_parser(name: str, description: str) -> argparse.ArgumentParser:
-    """An argument parser with the options every benchmark has."""
-    parser = argparse.ArgumentParser(
-        prog=f"python -m mcpp.benchmarks.{name}", description=description
-    )
-    parser.add_argument("--repeat", type=int, default=3, metavar="R", help="repetitions (3)")
-    parser.add_argument("--json", action="store_true", help="print the JSON document")
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes: finish in seconds")
-    parser.add_argument(
-        "--modes",
-        type=lambda text: [m for m in text.split(",") if m],
-        default=list(MODES),
-        help="actor modes to measure, comma-separated (per_step,pool)",
-    )
-    parser.add_argument(
-        "--timeout", type=float, default=600.0, metavar="S", help="limit of one run (600 s)"
-    )
-    return parser
-
-
-def emit(doc: Mapping[str, Any]) -> None:
-    """Print ``doc`` as one JSON document on standard output."""
-    sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(doc)) + b"\n")
-    sys.stdout.flush()
+        span = time.perf_counter() - started
+    return Timing(time.perf_counter() - began, span)
 
 
 def descendants() -> set[int]:

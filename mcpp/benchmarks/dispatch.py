@@ -11,9 +11,8 @@ start-up or tear-down. An mcpp run is journalled as ``spawn`` journals it (a tem
 home) and timed by :class:`~mcpp.benchmarks.common.Span`: from the earliest ``StepStarted``
 (the time the worker stamped on it) to the moment the supervisor sees ``RunFinished``. The
 journal's writes during the run are inside the span; the last batch it writes as the run
-closes is not. The baseline's pool has every
-worker started and warm before its clock starts, at the first submission; it stops at the
-last result.
+closes is not. The baseline's pool has every worker started and warm before its clock starts,
+at the first submission; it stops at the last result.
 
 Figures per shape: ``steps_per_s`` (fan-outs and the layered DAG: steps / in-run seconds) or
 ``ms_per_hop`` (chains: in-run milliseconds / steps), each with the issue's target where it
@@ -28,46 +27,33 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
 
-from mcpp.benchmarks import report
 from mcpp.benchmarks.common import (
-    Span,
+    Figures,
+    Target,
     Task,
+    Timing,
     base_parser,
     chain,
     document,
     fanout,
     figure,
-    goal,
     layered,
-    peers_available,
-    run_mcpp,
-    selected_modes,
+    output,
     span_baseline,
-    span_peer,
+    span_mcpp,
     to_spec,
+    warm_up,
 )
 from mcpp.workflow.spec import ActorMode
 
-__all__ = ["TARGETS", "Shape", "main", "measure_mode", "parser", "shapes"]
+__all__ = ["TARGETS", "main", "measure_mode", "parser", "shapes"]
 
 # The issue's targets (issue 4), by mode and shape kind; None where it sets none.
-TARGETS: Mapping[ActorMode, Mapping[str, Mapping[str, Any] | None]] = {
-    "pool": {
-        "fanout": goal(">=", 20_000.0),
-        "chain": goal("<=", 0.2),
-        "layered": None,
-    },
-    "per_step": {"fanout": goal(">=", 20.0), "chain": None},
+TARGETS: Mapping[ActorMode, Mapping[str, Target | None]] = {
+    "pool": {"fanout": Target(">=", 20_000.0), "chain": Target("<=", 0.2), "layered": None},
+    "per_step": {"fanout": Target(">=", 20.0), "chain": None},
 }
-
-
-class Shape(NamedTuple):
-    """A workload of this benchmark: its kind (``fanout``, ``chain``, ``layered``) and tasks."""
-
-    kind: str
-    tasks: list[Task]
 
 
 def parser() -> argparse.ArgumentParser:
@@ -88,95 +74,77 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def shapes(args: argparse.Namespace, mode: ActorMode) -> dict[str, Shape]:
-    """The shapes of ``mode``, named with their sizes."""
-    if mode == "per_step":
-        n, length = (3, 3) if args.smoke else (args.per_step_n, args.per_step_chain)
-        return {
-            f"fanout({n}+join)": Shape("fanout", fanout(n)),
-            f"chain({length})": chain_of(length),
-        }
-    n, length, layers, width = (
-        (3, 3, 2, 2) if args.smoke else (args.n, args.chain, args.layers, args.width)
-    )
-    return {
-        f"fanout({n}+join)": Shape("fanout", fanout(n)),
-        f"chain({length})": chain_of(length),
-        f"layered({layers}x{width})": Shape("layered", layered(layers, width)),
+def shapes(args: argparse.Namespace, mode: ActorMode) -> dict[str, tuple[str, list[Task]]]:
+    """The shapes of ``mode``, named with their sizes: ``name -> (kind, tasks)``."""
+    if args.smoke:
+        n, length, layers, width = 3, 3, 2, 2
+    elif mode == "per_step":
+        n, length = args.per_step_n, args.per_step_chain
+    else:
+        n, length, layers, width = args.n, args.chain, args.layers, args.width
+    named = {
+        f"fanout({n}+join)": ("fanout", fanout(n)),
+        f"chain({length})": ("chain", chain(length)),
     }
+    if mode == "pool":
+        named[f"layered({layers}x{width})"] = ("layered", layered(layers, width))
+    return named
 
 
-def chain_of(length: int) -> Shape:
-    """A chain of ``length`` steps."""
-    return Shape("chain", chain(length))
-
-
-def rate(kind: str, steps: int, seconds: Sequence[float]) -> tuple[str, str, list[float]]:
-    """The figure of a shape: ``(name, unit, values)`` from its in-run seconds."""
-    if kind == "chain":
-        return "ms_per_hop", "ms", [1000 * s / steps for s in seconds]
-    return "steps_per_s", "steps/s", [steps / s for s in seconds]
-
-
-def measure_mode(args: argparse.Namespace, mode: ActorMode) -> dict[str, Any]:
+def measure_mode(args: argparse.Namespace, mode: ActorMode) -> Figures:
     """Every figure of ``mode``: the in-run rate and the wall time of each shape."""
-    workers = args.workers
     named = shapes(args, mode)
-    peers = peers_available()
-    spans: dict[str, dict[str, list[float]]] = {name: {} for name in named}
-    walls: dict[str, dict[str, list[float]]] = {name: {} for name in named}
-
-    def record(name: str, system: str, wall: float, span: float) -> None:
-        walls[name].setdefault(system, []).append(wall)
-        spans[name].setdefault(system, []).append(span)
-
+    mcpp: dict[str, list[Timing]] = {name: [] for name in named}
+    base: dict[str, list[Timing]] = {name: [] for name in named}
     for _ in range(args.repeat):
-        for name, shape in named.items():
+        for name, (_, tasks) in named.items():
             spec = to_spec(
-                shape.tasks, name="dispatch", mode=mode, workers=workers, max_concurrent=workers
+                tasks, name="dispatch", mode=mode, workers=args.workers, max_concurrent=args.workers
             )
-            clock = Span()
-            wall = run_mcpp(spec, timeout=args.timeout, on_event=clock, journal=not args.no_journal)
-            record(name, "mcpp", wall[1], clock.seconds)
-            record(name, "baseline", *span_baseline(shape.tasks, workers))
-            for peer in peers:
-                record(name, peer, *span_peer(peer, shape.tasks, workers))
+            mcpp[name].append(span_mcpp(spec, timeout=args.timeout, journal=not args.no_journal)[1])
+            base[name].append(span_baseline(tasks, args.workers))
 
-    out: dict[str, Any] = {}
-    for name, shape in named.items():
-        steps = len(shape.tasks)
-        rates = {system: rate(shape.kind, steps, s) for system, s in spans[name].items()}
-        key, unit, _ = rates["mcpp"]
-        got = walls[name]
-        out[name] = {
-            key: figure(
-                unit,
-                rates["mcpp"][2],
-                rates["baseline"][2],
-                {p: rates[p][2] for p in peers},
-                target=TARGETS[mode][shape.kind],
+    out: Figures = {}
+    for name, (kind, tasks) in named.items():
+        steps, want = len(tasks), TARGETS[mode][kind]
+        if kind == "chain":
+            rate = figure(
+                "ms",
+                [1000 * t.span / steps for t in mcpp[name]],
+                [1000 * t.span / steps for t in base[name]],
+                target=want,
+            )
+            out[name] = {"ms_per_hop": rate}
+        else:
+            rate = figure(
+                "steps/s",
+                [steps / t.span for t in mcpp[name]],
+                [steps / t.span for t in base[name]],
+                target=want,
                 steps=steps,
-            ),
-            "wall_s": figure("s", got["mcpp"], got["baseline"], {p: got[p] for p in peers}),
-        }
+            )
+            out[name] = {"steps_per_s": rate}
+        out[name]["wall_s"] = figure(
+            "s", [t.wall for t in mcpp[name]], [t.wall for t in base[name]]
+        )
     return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print its document; return the exit code."""
     args = parser().parse_args(argv)
-    notes: dict[str, str] = {
+    journal = "off" if args.no_journal else "on"
+    notes = {
         "in_run": "mcpp: earliest StepStarted.at (stamped by the worker) .. RunFinished seen "
-        "by the supervisor, journal " + ("off" if args.no_journal else "on") + "; baseline: "
-        "every worker started and warm, first submit .. last result",
+        f"by the supervisor, journal {journal}; baseline: every worker started and warm, "
+        "first submit .. last result",
         "steps_per_s": "steps (the join included) / in-run seconds",
         "ms_per_hop": "in-run milliseconds / steps of the chain",
         "wall_s": "the whole run, start-up and tear-down included",
     }
-    figures: dict[str, Any] = {}
-    for mode, reason in selected_modes(args, notes).items():
-        figures[mode] = None if reason is not None else measure_mode(args, mode)
-    report.output(document("dispatch", args, figures, notes), args.json)
+    warm_up(args)
+    figures = {mode: measure_mode(args, mode) for mode in args.modes}
+    output(document("dispatch", args, figures, notes), args.json)
     return 0
 
 

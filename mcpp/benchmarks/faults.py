@@ -34,33 +34,29 @@ from typing import Any
 
 from mcpp import protocol
 from mcpp.actors import contain
-from mcpp.benchmarks import report, workloads
+from mcpp.benchmarks import workloads
 from mcpp.benchmarks.common import (
     BenchmarkError,
+    Figures,
     Task,
     base_parser,
     descendants,
     document,
     figure,
     open_baseline,
+    output,
     run_mcpp,
-    selected_modes,
     to_spec,
+    warm_up,
 )
 from mcpp.supervisor.results import RunRecorder
 from mcpp.workflow.spec import ActorMode
 
-__all__ = [
-    "FAULTS",
-    "StartedLate",
-    "fault_baseline",
-    "fault_mcpp",
-    "main",
-    "measure_mcpp",
-    "parser",
-]
+__all__ = ["FAULTS", "StartedLate", "fault_baseline", "fault_mcpp", "main", "parser"]
 
 FAULTS = ("raise", "timeout", "sigkill", "shell_timeout", "daemon")
+# The step's status each fault ends in (the run's: "succeeded" for a daemon, else "failed").
+ENDS = {"timeout": "timed_out", "shell_timeout": "timed_out", "daemon": "succeeded"}
 SLEEP_S = 120.0
 KILL_AFTER_S = 0.1
 
@@ -121,41 +117,32 @@ def fault_mcpp(
 
     spec = to_spec([fault_task(fault, step_timeout)], name=f"fault-{fault}", mode=mode, workers=1)
     before = descendants()
-    expected = {"timeout": "timed_out", "shell_timeout": "timed_out", "daemon": "succeeded"}.get(
-        fault, "failed"
-    )
-    result, _ = run_mcpp(
-        spec,
-        timeout=timeout,
-        on_event=on_event,
-        expect="failed" if expected != "succeeded" else expected,
-    )
+    ends = ENDS.get(fault, "failed")
+    expect = "succeeded" if ends == "succeeded" else "failed"
+    result, _ = run_mcpp(spec, timeout=timeout, on_event=on_event, expect=expect)
     left = leftovers(before)
-    if result.steps["fault"].status != expected:
+    if result.steps["fault"].status != ends:
         raise BenchmarkError(f"fault {fault!r}: the step ended {result.steps['fault'].status}")
     if not detected:
         raise StartedLate(f"the step timed out before it started ({step_timeout:g} s)")
     return 1000 * detected[0], left
 
 
-def measure_mcpp(
-    fault: str, mode: ActorMode, step_timeout: float, timeout: float
-) -> tuple[float, int]:
-    """:func:`fault_mcpp`, tried again (up to 3 times) if the step timed out before it started:
-    the timeout also covers the actor's start, which a busy machine can make longer."""
-    for attempt in range(3):
+def retried(fault: str, mode: ActorMode, step_timeout: float, timeout: float) -> tuple[float, int]:
+    """:func:`fault_mcpp`, tried up to 3 times while the step timed out before it started: the
+    timeout also covers the actor's start, which a busy machine can make longer."""
+    for _ in range(2):
         try:
             return fault_mcpp(fault, mode, step_timeout, timeout)
         except StartedLate:
-            if attempt == 2:
-                raise
-    raise AssertionError("unreachable")
+            pass
+    return fault_mcpp(fault, mode, step_timeout, timeout)
 
 
 def fault_baseline(fault: str, step_timeout: float) -> tuple[float, int]:
     """Run ``fault`` on a one-worker ProcessPoolExecutor; return (detection ms, left)."""
     before = descendants()
-    with open_baseline(1) as (submit, _):
+    with open_baseline(1) as submit:
         pid = submit(workloads.getpid, {}).result()
         task = fault_task(fault, step_timeout)
         submitted = time.time()
@@ -183,30 +170,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print its document; return the exit code."""
     args = parser().parse_args(argv)
     contain.become_subreaper(sweep=False)
-    notes: dict[str, Any] = {
+    notes = {
         "detect_ms": "from the fault until the run result records it",
         "processes_left": (
             "new descendants of the benchmark (a subreaper, so orphans count) right after "
             "each run; must be 0"
         ),
     }
-    figures: dict[str, Any] = {}
-    for mode, reason in selected_modes(args, notes).items():
-        if reason is not None:
-            figures[mode] = None
-            continue
+    warm_up(args)
+    figures: Figures = {}
+    for mode in args.modes:
         figures[mode] = {}
         for fault in FAULTS:
             mine = [
-                measure_mcpp(fault, mode, args.step_timeout, args.timeout)
-                for _ in range(args.repeat)
+                retried(fault, mode, args.step_timeout, args.timeout) for _ in range(args.repeat)
             ]
             base = [fault_baseline(fault, args.step_timeout) for _ in range(args.repeat)]
             figures[mode][fault] = {
                 "detect_ms": figure("ms", [m[0] for m in mine], [b[0] for b in base]),
                 "processes_left": figure("", [m[1] for m in mine], [b[1] for b in base]),
             }
-    report.output(document("faults", args, figures, notes), args.json)
+    output(document("faults", args, figures, notes), args.json)
     return 0
 
 

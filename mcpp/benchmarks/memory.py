@@ -32,34 +32,38 @@ import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import psutil
 
 from mcpp import protocol
-from mcpp.benchmarks import report, workloads
+from mcpp.benchmarks import workloads
 from mcpp.benchmarks.common import (
     BenchmarkError,
+    Figures,
+    Target,
     Task,
     base_parser,
     document,
     figure,
-    goal,
     open_baseline,
+    output,
     run_dag,
     run_mcpp,
-    selected_modes,
-    target,
     to_spec,
+    warm_up,
+    write_workflow,
 )
 from mcpp.supervisor.results import RunRecorder
 from mcpp.workflow.spec import ActorMode
 
-__all__ = ["Growth", "idle_baseline", "idle_mcpp", "leak_baseline", "leak_mcpp", "main", "parser"]
+__all__ = ["idle_baseline", "idle_mcpp", "leak_baseline", "leak_mcpp", "main", "parser"]
 
 MIB = 1 << 20
 TREE_TIMEOUT = 120.0
 SETTLE_S = 0.5
+TARGET = Target("<", 5.0)  # the issue's, over 100,000 steps in pool mode
+TARGET_STEPS = 100_000
 
 BASELINE_IDLE = textwrap.dedent(
     """
@@ -84,9 +88,9 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def rss(pid: int) -> int:
-    """The resident set size of process ``pid`` in bytes."""
-    return int(psutil.Process(pid).memory_info().rss)
+def mib(pid: int) -> float:
+    """The resident set size of process ``pid`` in MiB."""
+    return int(psutil.Process(pid).memory_info().rss) / MIB
 
 
 def actor_processes(coordinator: psutil.Process) -> list[int]:
@@ -101,56 +105,55 @@ def actor_processes(coordinator: psutil.Process) -> list[int]:
     return found
 
 
-def wait_for_tree(root: psutil.Popen, actors: int) -> tuple[int, list[int]]:
-    """Wait until ``root`` has one child (the coordinator) with ``actors`` actors below it;
-    return the coordinator's pid and the actors' pids.
+def wait_for(what: str, ready: Any) -> None:
+    """Poll ``ready()`` until it is true, then let the processes settle for SETTLE_S.
 
-    Raises BenchmarkError if the tree is not complete within TREE_TIMEOUT seconds.
+    Raises BenchmarkError (naming ``what``) after TREE_TIMEOUT seconds.
     """
     deadline = time.monotonic() + TREE_TIMEOUT
-    while time.monotonic() < deadline:
-        if root.poll() is not None:
-            raise BenchmarkError(f"the process exited early with code {root.returncode}")
-        children = root.children()
-        if len(children) == 1 and len(actor_processes(children[0])) >= actors:
-            time.sleep(SETTLE_S)
-            return children[0].pid, actor_processes(children[0])
+    while not ready():
+        if time.monotonic() > deadline:
+            raise BenchmarkError(f"{what} did not happen within {TREE_TIMEOUT:g} s")
         time.sleep(0.05)
-    raise BenchmarkError(f"the process tree did not reach {actors} actors in {TREE_TIMEOUT:g} s")
+    time.sleep(SETTLE_S)
 
 
-def stop(proc: psutil.Popen) -> None:
-    """SIGTERM ``proc`` (it cancels its tree), then SIGKILL after 15 s; wait for it."""
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(15)
-    except subprocess.TimeoutExpired:
-        for child in proc.children(recursive=True):
-            child.kill()
-        proc.kill()
-        proc.wait()
+def stop(proc: psutil.Popen, *, kill: bool = False) -> None:
+    """End ``proc``: SIGTERM (the CLI cancels its tree) and 15 s to exit; with ``kill``, or
+    after those 15 s, SIGKILL its whole tree."""
+    if not kill:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(15)
+            return
+        except subprocess.TimeoutExpired:
+            pass
+    for child in proc.children(recursive=True):
+        child.kill()
+    proc.kill()
+    proc.wait()
 
 
 def idle_mcpp(mode: ActorMode, workers: int, folder: Path) -> dict[str, Any]:
-    """Start the CLI on ``workers`` sleeping steps; return the RSS of each process (bytes)."""
-    path = folder / f"idle_{mode}.toml"
-    steps = "".join(
-        f'[[steps]]\nid = "s{i}"\nrun = "{target(workloads.sleep)}"\nargs = {{ seconds = 600 }}\n'
-        for i in range(workers)
-    )
-    path.write_text(
-        f'[workflow]\nname = "idle"\nmax_concurrent = {workers}\nactors = "{mode}"\n'
-        f"workers = {workers}\n{steps}"
-    )
+    """Start the CLI on ``workers`` sleeping steps; return the RSS of each process (MiB)."""
+    tasks = [Task(f"s{i}", workloads.sleep, {"seconds": 600}) for i in range(workers)]
+    path = write_workflow(folder / f"idle_{mode}.json", tasks, mode=mode, workers=workers)
     cmd = [sys.executable, "-m", "mcpp.supervisor", "spawn", str(path), "--quiet"]
     proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        coordinator, actors = wait_for_tree(proc, workers)
-        sizes = {"supervisor": rss(proc.pid), "coordinator": rss(coordinator)}
-        actor_sizes = [rss(pid) for pid in actors]
+
+        def complete() -> bool:
+            if proc.poll() is not None:
+                raise BenchmarkError(f"the CLI exited early with code {proc.returncode}")
+            children = proc.children()
+            return len(children) == 1 and len(actor_processes(children[0])) >= workers
+
+        wait_for(f"a tree of {workers} actors", complete)
+        coordinator = proc.children()[0]
+        actors = [mib(pid) for pid in actor_processes(coordinator)]
+        return {"supervisor": mib(proc.pid), "coordinator": mib(coordinator.pid), "actors": actors}
     finally:
         stop(proc)
-    return {**sizes, "actors": actor_sizes}
 
 
 def idle_baseline(workers: int) -> dict[str, Any]:
@@ -158,17 +161,10 @@ def idle_baseline(workers: int) -> dict[str, Any]:
     cmd = [sys.executable, "-c", BASELINE_IDLE, str(workers), "600"]
     proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL)
     try:
-        deadline = time.monotonic() + TREE_TIMEOUT
-        while len(proc.children()) < workers and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(SETTLE_S)
-        sizes = {"parent": rss(proc.pid), "workers": [rss(c.pid) for c in proc.children()]}
+        wait_for(f"a pool of {workers} workers", lambda: len(proc.children()) >= workers)
+        return {"parent": mib(proc.pid), "workers": [mib(c.pid) for c in proc.children()]}
     finally:
-        for child in proc.children(recursive=True):
-            child.kill()
-        proc.kill()
-        proc.wait()
-    return sizes
+        stop(proc, kill=True)
 
 
 def coordinator_pid() -> int:
@@ -179,37 +175,15 @@ def coordinator_pid() -> int:
     raise BenchmarkError("no coordinator process is running")
 
 
-class Growth(NamedTuple):
-    """RSS samples of a leak check (bytes): at the start and at the end."""
-
-    start: int
-    end: int
-
-    @property
-    def start_mib(self) -> float:
-        """The RSS at the start, in MiB."""
-        return self.start / MIB
-
-    @property
-    def end_mib(self) -> float:
-        """The RSS at the end, in MiB."""
-        return self.end / MIB
-
-    @property
-    def growth_mib(self) -> float:
-        """The growth from the start to the end, in MiB."""
-        return (self.end - self.start) / MIB
-
-
-def leak_mcpp(mode: ActorMode, steps: int, workers: int, timeout: float) -> Growth:
-    """Run ``steps`` no-op steps; return the coordinator's RSS when the supervisor has seen a
-    tenth of the steps succeed and when it has seen the last one (the first tenth absorbs the
-    start-up's transient buffers, which would otherwise show as negative growth)."""
+def leak_mcpp(mode: ActorMode, steps: int, workers: int, timeout: float) -> tuple[float, float]:
+    """Run ``steps`` no-op steps; return the coordinator's RSS (MiB) when the supervisor has
+    seen a tenth of the steps succeed and when it has seen the last one (the first tenth
+    absorbs the start-up's transient buffers, which would otherwise show as negative growth)."""
     tasks = [Task(f"n{i}", workloads.noop) for i in range(steps)]
     spec = to_spec(tasks, name="leak", mode=mode, workers=workers, max_concurrent=workers)
     done = 0
     coordinator: list[int] = []
-    samples: list[int] = []
+    samples: list[float] = []
 
     def on_event(recorder: RunRecorder, event: Any) -> None:
         nonlocal done
@@ -217,28 +191,67 @@ def leak_mcpp(mode: ActorMode, steps: int, workers: int, timeout: float) -> Grow
             coordinator.append(coordinator_pid())
         if isinstance(event, protocol.StepSucceeded):
             done += 1
-            if done == max(1, steps // 10) and not samples:
-                samples.append(rss(coordinator[0]))
-            if done == steps:
-                samples.append(rss(coordinator[0]))
+            if (done == max(1, steps // 10) and not samples) or done == steps:
+                samples.append(mib(coordinator[0]))
 
     run_mcpp(spec, timeout=timeout, on_event=on_event)
     if len(samples) != 2:
         raise BenchmarkError(f"the leak check took {len(samples)} samples of 2")
-    return Growth(*samples)
+    return samples[0], samples[1]
 
 
-def leak_baseline(steps: int, workers: int) -> Growth:
-    """This process's RSS over ``steps`` no-op tasks on a ProcessPoolExecutor: after the first
-    result and after the last."""
+def leak_baseline(steps: int, workers: int) -> tuple[float, float]:
+    """This process's RSS (MiB) over ``steps`` no-op tasks on a ProcessPoolExecutor: after the
+    first result and after the last."""
     first = [Task("first", workloads.noop)]
     rest = [Task(f"n{i}", workloads.noop) for i in range(steps - 1)]
     samples = []
-    with open_baseline(workers) as (submit, _):
+    with open_baseline(workers) as submit:
         for tasks in (first, rest):
             run_dag(submit, tasks)
-            samples.append(rss(os.getpid()))
-    return Growth(*samples)
+            samples.append(mib(os.getpid()))
+    return samples[0], samples[1]
+
+
+def measure_mode(
+    args: argparse.Namespace, mode: ActorMode, folder: Path, idle_base: list[dict[str, Any]]
+) -> Figures:
+    """The idle figures and the leak check of ``mode``."""
+    idle = [idle_mcpp(mode, args.workers, folder) for _ in range(args.repeat)]
+    steps = args.steps if mode == "pool" else args.per_step_steps
+    mine = [leak_mcpp(mode, steps, args.workers, args.timeout) for _ in range(args.repeat)]
+    base = [leak_baseline(steps, args.workers) for _ in range(args.repeat)]
+    target = TARGET if mode == "pool" else None
+    return {
+        "idle": {
+            "supervisor_mib": figure(
+                "MiB", [r["supervisor"] for r in idle], [b["parent"] for b in idle_base]
+            ),
+            "coordinator_mib": figure("MiB", [r["coordinator"] for r in idle], None),
+            "actor_mib": figure(
+                "MiB",
+                [a for r in idle for a in r["actors"]],
+                [w for b in idle_base for w in b["workers"]],
+            ),
+            "total_mib": figure(
+                "MiB",
+                [r["supervisor"] + r["coordinator"] + sum(r["actors"]) for r in idle],
+                [b["parent"] + sum(b["workers"]) for b in idle_base],
+            ),
+        },
+        "leak": {
+            "rss_growth_mib": figure(
+                "MiB",
+                [end - start for start, end in mine],
+                [end - start for start, end in base],
+                target=target,
+                steps=steps,
+                target_steps=TARGET_STEPS if target else None,
+            ),
+            "rss_start_mib": figure("MiB", [m[0] for m in mine], [b[0] for b in base]),
+            "rss_end_mib": figure("MiB", [m[1] for m in mine], [b[1] for b in base]),
+        },
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -256,66 +269,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "succeed; baseline: the driving process after the first result",
         "rss_end_mib": "the same when the supervisor sees the last step succeed",
     }
-    figures: dict[str, Any] = {}
-    baseline = [idle_baseline(args.workers) for _ in range(args.repeat)]
+    warm_up(args)
+    idle_base = [idle_baseline(args.workers) for _ in range(args.repeat)]
     with tempfile.TemporaryDirectory() as tmp:
-        for mode, reason in selected_modes(args, notes).items():
-            if reason is not None:
-                figures[mode] = None
-                continue
-            runs = [idle_mcpp(mode, args.workers, Path(tmp)) for _ in range(args.repeat)]
-            steps = args.steps if mode == "pool" else args.per_step_steps
-            notes[f"{mode}_leak_steps"] = steps
-            growth = [
-                leak_mcpp(mode, steps, args.workers, args.timeout) for _ in range(args.repeat)
-            ]
-            base_growth = [leak_baseline(steps, args.workers) for _ in range(args.repeat)]
-            target = goal("<", 5.0) if mode == "pool" else None
-
-            def mib(values: Sequence[float]) -> list[float]:
-                return [v / MIB for v in values]
-
-            figures[mode] = {
-                "idle": {
-                    "supervisor_mib": figure(
-                        "MiB",
-                        mib([r["supervisor"] for r in runs]),
-                        mib([b["parent"] for b in baseline]),
-                    ),
-                    "coordinator_mib": figure("MiB", mib([r["coordinator"] for r in runs]), None),
-                    "actor_mib": figure(
-                        "MiB",
-                        mib([a for r in runs for a in r["actors"]]),
-                        mib([w for b in baseline for w in b["workers"]]),
-                    ),
-                    "total_mib": figure(
-                        "MiB",
-                        mib([r["supervisor"] + r["coordinator"] + sum(r["actors"]) for r in runs]),
-                        mib([b["parent"] + sum(b["workers"]) for b in baseline]),
-                    ),
-                },
-                "leak": {
-                    "rss_growth_mib": figure(
-                        "MiB",
-                        [g.growth_mib for g in growth],
-                        [g.growth_mib for g in base_growth],
-                        target=target,
-                        steps=steps,
-                        target_steps=100_000 if target else None,
-                    ),
-                    "rss_start_mib": figure(
-                        "MiB",
-                        [g.start_mib for g in growth],
-                        [g.start_mib for g in base_growth],
-                    ),
-                    "rss_end_mib": figure(
-                        "MiB",
-                        [g.end_mib for g in growth],
-                        [g.end_mib for g in base_growth],
-                    ),
-                },
-            }
-    report.output(document("memory", args, figures, notes), args.json)
+        figures = {mode: measure_mode(args, mode, Path(tmp), idle_base) for mode in args.modes}
+    for mode in args.modes:
+        notes[f"{mode}_leak_steps"] = args.steps if mode == "pool" else args.per_step_steps
+    output(document("memory", args, figures, notes), args.json)
     return 0
 
 

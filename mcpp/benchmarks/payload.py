@@ -17,21 +17,21 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Sequence
-from typing import Any
 
-from mcpp.benchmarks import report, workloads
+from mcpp.benchmarks import workloads
 from mcpp.benchmarks.common import (
-    Span,
+    BenchmarkError,
+    Figures,
     Task,
+    Timing,
     base_parser,
     document,
     figure,
-    peers_available,
-    run_mcpp,
-    selected_modes,
+    output,
     span_baseline,
-    span_peer,
+    span_mcpp,
     to_spec,
+    warm_up,
 )
 from mcpp.workflow.spec import ActorMode
 
@@ -64,54 +64,36 @@ def relay_chain(size: int, hops: int) -> list[Task]:
     return tasks
 
 
-def measure_mode(args: argparse.Namespace, mode: ActorMode) -> dict[str, Any]:
+def measure_mode(args: argparse.Namespace, mode: ActorMode) -> Figures:
     """Wall time and per-hop payload cost of every size, in ``mode``."""
-    peers = peers_available()
-    systems = ["mcpp", "baseline", *peers]
-    sizes = {f"{mib:g}MiB": int(mib * MIB) for mib in args.sizes_mib}
-    keys = ["0", *sizes]
-    walls: dict[str, dict[str, list[float]]] = {k: {s: [] for s in systems} for k in keys}
-    spans: dict[str, dict[str, list[float]]] = {k: {s: [] for s in systems} for k in keys}
-
-    def record(key: str, system: str, wall: float, span: float) -> None:
-        walls[key][system].append(wall)
-        spans[key][system].append(span)
-
-    def run(key: str, size: int) -> None:
-        tasks = relay_chain(size, args.hops)
-        spec = to_spec(tasks, name="payload", mode=mode, workers=args.workers)
-        clock = Span()
-        result, wall = run_mcpp(spec, timeout=args.timeout, on_event=clock)
-        if len(result.steps[tasks[-1].id].result) != size:
-            raise ValueError("the payload arrived with the wrong size")
-        record(key, "mcpp", wall, clock.seconds)
-        record(key, "baseline", *span_baseline(tasks, args.workers))
-        for peer in peers:
-            record(key, peer, *span_peer(peer, tasks, args.workers))
-
+    sizes = {"0": 0, **{f"{mib:g}MiB": int(mib * MIB) for mib in args.sizes_mib}}
+    mcpp: dict[str, list[Timing]] = {key: [] for key in sizes}
+    base: dict[str, list[Timing]] = {key: [] for key in sizes}
     for _ in range(args.repeat):
-        run("0", 0)
         for key, size in sizes.items():
-            run(key, size)
-    out: dict[str, Any] = {}
-    empty = spans["0"]
-    for key in sizes:
-        got = walls[key]
-        per_hop = {s: [1000 * w / args.hops for w in spans[key][s]] for s in systems}
-        extra = {
-            s: [1000 * (w - e) / args.hops for w, e in zip(spans[key][s], empty[s], strict=True)]
-            for s in systems
-        }
-        out[key] = {
-            "wall_s": figure("s", got["mcpp"], got["baseline"], {p: got[p] for p in peers}),
-            "per_hop_ms": figure(
-                "ms", per_hop["mcpp"], per_hop["baseline"], {p: per_hop[p] for p in peers}
-            ),
+            tasks = relay_chain(size, args.hops)
+            spec = to_spec(tasks, name="payload", mode=mode, workers=args.workers)
+            result, timing = span_mcpp(spec, timeout=args.timeout)
+            if len(result.steps[tasks[-1].id].result) != size:
+                raise BenchmarkError("the payload arrived with the wrong size")
+            mcpp[key].append(timing)
+            base[key].append(span_baseline(tasks, args.workers))
+
+    def per_hop(runs: dict[str, list[Timing]], key: str, *, extra: bool = False) -> list[float]:
+        empty = runs["0"] if extra else [Timing(0.0, 0.0)] * len(runs[key])
+        return [1000 * (t.span - e.span) / args.hops for t, e in zip(runs[key], empty, strict=True)]
+
+    return {
+        key: {
+            "wall_s": figure("s", [t.wall for t in mcpp[key]], [t.wall for t in base[key]]),
+            "per_hop_ms": figure("ms", per_hop(mcpp, key), per_hop(base, key)),
             "extra_per_hop_ms": figure(
-                "ms", extra["mcpp"], extra["baseline"], {p: extra[p] for p in peers}
+                "ms", per_hop(mcpp, key, extra=True), per_hop(base, key, extra=True)
             ),
         }
-    return out
+        for key in sizes
+        if key != "0"
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -119,16 +101,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     if args.smoke:
         args.sizes_mib, args.hops = [1.0], 1
-    notes: dict[str, Any] = {
+    notes = {
         "per_hop_ms": "in-run time of the chain with the payload / hops (step overhead "
         "included); in-run: first step started .. run finished (baseline: warm pool)",
         "extra_per_hop_ms": "(in-run time with the payload - with an empty one) / hops",
         "wall_s": "the whole run, start-up included; journal off",
     }
-    figures: dict[str, Any] = {}
-    for mode, reason in selected_modes(args, notes).items():
-        figures[mode] = None if reason is not None else measure_mode(args, mode)
-    report.output(document("payload", args, figures, notes), args.json)
+    warm_up(args)
+    figures = {mode: measure_mode(args, mode) for mode in args.modes}
+    output(document("payload", args, figures, notes), args.json)
     return 0
 
 

@@ -18,37 +18,28 @@ import os
 import statistics
 import time
 from collections.abc import Sequence
-from typing import Any
 
-from mcpp.benchmarks import report, workloads
+from mcpp.benchmarks import workloads
 from mcpp.benchmarks.common import (
-    Span,
+    Figures,
+    Target,
     Task,
+    Timing,
     base_parser,
     document,
     figure,
-    goal,
-    peers_available,
-    run_mcpp,
-    run_peer,
-    selected_modes,
+    output,
     span_baseline,
+    span_mcpp,
     to_spec,
+    warm_up,
 )
-from mcpp.workflow.spec import ActorMode, WorkflowSpec
+from mcpp.workflow.spec import ActorMode
 
-__all__ = [
-    "TARGET",
-    "calibrate",
-    "main",
-    "measure_baseline",
-    "measure_mode",
-    "parser",
-    "span_mcpp",
-]
+__all__ = ["TARGET", "calibrate", "main", "measure_mode", "parser"]
 
 # The issue's target: 8 CPU-bound steps of 0.5 s, 2 workers, pool mode.
-TARGET = goal(">=", 1.9)
+TARGET = Target(">=", 1.9)
 TARGET_WORKERS = 2
 
 
@@ -81,53 +72,27 @@ def calibrate(seconds: float) -> int:
         iterations *= 4
 
 
-def span_mcpp(spec: WorkflowSpec, timeout: float) -> tuple[float, float]:
-    """Run ``spec``; return (wall, span): the span is in-run (:class:`Span`), leaving out the
-    actor tree's start and stop."""
-    clock = Span()
-    wall = run_mcpp(spec, timeout=timeout, on_event=clock)[1]
-    return wall, clock.seconds
-
-
-def measure_baseline(
-    args: argparse.Namespace, tasks: list[Task]
-) -> dict[int, dict[str, list[float]]]:
-    """The baseline's walls and spans for every worker count (one pool per repetition)."""
-    out: dict[int, dict[str, list[float]]] = {}
-    for workers in args.worker_counts:
-        got = [span_baseline(tasks, workers) for _ in range(args.repeat)]
-        out[workers] = {"wall": [w for w, _ in got], "span": [s for _, s in got]}
-        if args.peers:
-            out[workers].update(
-                {p: [run_peer(p, tasks, workers) for _ in range(args.repeat)] for p in args.peers}
-            )
-    return out
-
-
 def measure_mode(
     args: argparse.Namespace,
     mode: ActorMode,
     tasks: list[Task],
-    serial: list[float],
-    baseline: dict[int, dict[str, list[float]]],
-) -> dict[str, Any]:
+    serial_s: float,
+    baseline: dict[int, list[Timing]],
+) -> Figures:
     """Wall time, span and speed-up of ``tasks`` on every worker count, in ``mode``."""
-    out: dict[str, Any] = {}
-    serial_s = statistics.median(serial)
+    out: Figures = {}
     for workers in args.worker_counts:
         spec = to_spec(tasks, name="scaling", mode=mode, workers=workers, max_concurrent=workers)
-        got = [span_mcpp(spec, args.timeout) for _ in range(args.repeat)]
-        walls, spans = [w for w, _ in got], [s for _, s in got]
+        mine = [span_mcpp(spec, timeout=args.timeout)[1] for _ in range(args.repeat)]
         base = baseline[workers]
-        peers = {p: base[p] for p in args.peers}
         target = TARGET if mode == "pool" and workers == TARGET_WORKERS else None
         out[f"workers={workers}"] = {
-            "wall_s": figure("s", walls, base["wall"], peers),
-            "span_s": figure("s", spans, base["span"]),
+            "wall_s": figure("s", [t.wall for t in mine], [t.wall for t in base]),
+            "span_s": figure("s", [t.span for t in mine], [t.span for t in base]),
             "speedup": figure(
                 "x",
-                [serial_s / s for s in spans],
-                [serial_s / s for s in base["span"]],
+                [serial_s / t.span for t in mine],
+                [serial_s / t.span for t in base],
                 target=target,
             ),
         }
@@ -140,14 +105,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.smoke:
         args.steps, args.step_s = 2, 0.05
         args.worker_counts = [w for w in args.worker_counts if w <= 2]
-    args.peers = peers_available()
-    notes: dict[str, Any] = {
+    notes = {
         "span_s": "mcpp: earliest StepStarted.at .. RunFinished seen; baseline: every worker "
         "started and warm, first submit .. last result",
         "speedup": "serial wall (the K calls one after another in this process) / span",
-        "peers": "peers report wall_s only",
     }
-    modes = selected_modes(args, notes)
+    warm_up(args)
     iterations = calibrate(args.step_s)
     tasks = [Task(f"s{i}", workloads.spin, {"iterations": iterations}) for i in range(args.steps)]
     serial = []
@@ -156,14 +119,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         for task in tasks:
             task.fn(**task.args)
         serial.append(time.perf_counter() - began)
-    figures: dict[str, Any] = {"serial_s": figure("s", serial, None)}
-    baseline = measure_baseline(args, tasks)
-    for mode, reason in modes.items():
-        figures[mode] = (
-            None if reason is not None else measure_mode(args, mode, tasks, serial, baseline)
-        )
-    doc = document("scaling", args, figures, notes, iterations=iterations)
-    report.output(doc, args.json)
+    baseline = {
+        w: [span_baseline(tasks, w) for _ in range(args.repeat)] for w in args.worker_counts
+    }
+    figures: Figures = {"serial_s": figure("s", serial, None)}
+    for mode in args.modes:
+        figures[mode] = measure_mode(args, mode, tasks, statistics.median(serial), baseline)
+    output(document("scaling", args, figures, notes, iterations=iterations), args.json)
     return 0
 
 

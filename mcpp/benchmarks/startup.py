@@ -18,19 +18,19 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
-from mcpp.benchmarks import report, workloads
+from mcpp.benchmarks import workloads
 from mcpp.benchmarks.common import (
     BenchmarkError,
+    Stats,
+    Task,
     base_parser,
     document,
     figure,
-    selected_modes,
-    stats,
-    target,
+    output,
+    warm_up,
+    write_workflow,
 )
-from mcpp.workflow.spec import ActorMode
 
 __all__ = ["main", "parser", "time_process"]
 
@@ -56,34 +56,26 @@ def time_process(cmd: Sequence[str], timeout: float) -> float:
     return took
 
 
-def workflow_file(folder: Path, mode: ActorMode) -> Path:
-    """Write a one-step workflow in ``mode`` to ``folder``; return its path."""
-    path = folder / f"one_{mode}.toml"
-    path.write_text(
-        f'[workflow]\nname = "one"\nactors = "{mode}"\nworkers = 1\n'
-        f'[[steps]]\nid = "only"\nrun = "{target(workloads.noop)}"\n'
-    )
-    return path
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print its document; return the exit code."""
     args = parser().parse_args(argv)
-    notes: dict[str, Any] = {"cold": "a new interpreter each time; the OS file cache is warm"}
-    python = sys.executable
-    floor = [time_process([python, "-c", "pass"], args.timeout) for _ in range(args.repeat)]
-    baseline = [time_process([python, "-c", BASELINE], args.timeout) for _ in range(args.repeat)]
-    figures: dict[str, Any] = {}
+    notes = {"cold": "a new interpreter each time; the OS file cache is warm"}
+    warm_up(args)
+
+    def walls(*cmd: str) -> list[float]:
+        return [time_process(cmd, args.timeout) for _ in range(args.repeat)]
+
+    floor = walls(sys.executable, "-c", "pass")
+    baseline = walls(sys.executable, "-c", BASELINE)
+    figures = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for mode, reason in selected_modes(args, notes).items():
-            if reason is not None:
-                figures[mode] = None
-                continue
-            cmd = [python, "-m", "mcpp.supervisor", "spawn", str(workflow_file(Path(tmp), mode))]
-            walls = [time_process([*cmd, "--quiet"], args.timeout) for _ in range(args.repeat)]
-            figures[mode] = {"cli_one_step_s": figure("s", walls, baseline)}
-    doc = document("startup", args, figures, notes, python_floor_s=stats(floor))
-    report.output(doc, args.json)
+        for mode in args.modes:
+            path = Path(tmp, f"one_{mode}.json")
+            write_workflow(path, [Task("only", workloads.noop)], mode=mode, workers=1)
+            spawn = walls(sys.executable, "-m", "mcpp.supervisor", "spawn", str(path), "--quiet")
+            figures[mode] = {"cli_one_step_s": figure("s", spawn, baseline)}
+    doc = document("startup", args, figures, notes, python_floor_s=Stats.of(floor))
+    output(doc, args.json)
     return 0
 
 
