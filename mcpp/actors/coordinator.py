@@ -29,11 +29,13 @@ import trio
 
 from mcpp import protocol
 from mcpp.actors import contain, tractor
+from mcpp.actors.chains import Chains
 from mcpp.actors.helpers import start_helpers, stop_helpers
-from mcpp.actors.launch import run_isolated
+from mcpp.actors.inputs import Inputs
+from mcpp.actors.launch import Emit, Report, run_isolated
 from mcpp.actors.outbox import Outbox, Send
 from mcpp.actors.parentwatch import on_exit, watch_parent
-from mcpp.actors.pool import Outcome, Plan, Pool, PoolHost, Requeue, Worker
+from mcpp.actors.pool import Outcome, Plan, Pool, PoolHost, Requeue
 from mcpp.actors.scheduler import ReadyQueue, Slots, retry_delay, should_retry
 from mcpp.cache.step import StepCache
 from mcpp.dag import Graph, StepState
@@ -52,10 +54,6 @@ from mcpp.workflow.spec import StepSpec
 
 __all__ = ["Coordinator", "Launch", "PoolFactory", "coordinate"]
 
-MAX_FOLLOWERS = 16
-
-Emit = Callable[[Any], Awaitable[None]]
-Report = Callable[[StepSucceeded | StepFailed], None]
 Launch = Callable[[StepSpec, StartStep, Emit, Report], Awaitable[None]]
 """Run one attempt of a step in a process of its own, as :func:`~mcpp.actors.launch.run_isolated`:
 ``emit`` its ``StepStarted``, ``report`` its outcome once (not if cancelled first)."""
@@ -89,8 +87,7 @@ class Coordinator:
         self._outbox = Outbox(send)
         self._graph = Graph({step.id: step.depends_on for step in spec.steps})
         self._state = self._graph.run_state(completed=run.completed)
-        self._results: dict[str, msgspec.Raw] = dict(run.completed)
-        self._uses_left = {s: len(self._graph.dependents(s)) for s in self._graph.steps}
+        self._inputs = Inputs(run, self._graph)
         self._queue = ReadyQueue(spec, self._graph)
         self._steps = self._queue.steps
         # Must a pop look past the best ready step? Only if steps differ in what they need.
@@ -106,11 +103,7 @@ class Coordinator:
         self._attempts: dict[str, int] = {}
         self._scopes: dict[str, trio.CancelScope] = {}
         self._retrying: set[str] = set()
-        # Chain followers handed to a worker before their upstream succeeded: follower ->
-        # (upstream, worker), and upstream -> follower.
-        self._chained: dict[str, tuple[str, Worker]] = {}
-        self._follower_of: dict[str, str] = {}
-        self._unchained: set[str] = set()  # never sent as followers again (their worker died)
+        self._chains = Chains(self._graph, self._steps)
         self._cancel_reason: str | None = None
         self._cancel_cause: str | None = None
         self._pending: deque[Outcome] = deque()
@@ -136,7 +129,7 @@ class Coordinator:
 
     def unchain(self, step_id: str) -> None:
         """Never send ``step_id`` as a chain follower again."""
-        self._unchained.add(step_id)
+        self._chains.unchain(step_id)
 
     def emit(self, event: Any) -> None:
         """Queue one event for the supervisor."""
@@ -212,9 +205,8 @@ class Coordinator:
     def _collect_ready(self) -> None:
         """Queue the steps that became ready, but for followers already on a worker."""
         for step_id in self._state.get_ready():
-            if step_id in self._chained:  # its upstream succeeded: it runs on the worker
-                upstream, _worker = self._chained.pop(step_id)
-                self._follower_of.pop(upstream, None)
+            if step_id in self._chains:  # its upstream succeeded: it runs on the worker
+                self._chains.unlink(step_id)
             else:
                 self._queue.push(step_id)
 
@@ -240,69 +232,41 @@ class Coordinator:
             pooled = self._pooled(step)
             self._slots.take(step, slot=not pooled)
             attempt = self._attempts[step.id] = self._attempts.get(step.id, 0) + 1
-            start = self._start_message(step, attempt)
+            start = self._inputs.start(step, attempt)
             if pooled:
+                # Only when nothing else waits, so that no ready step is passed over.
                 followers = self._followers(step) if not self._queue else []
                 if followers:
                     start = msgspec.structs.replace(start, keep=True)
-                worker = plan.add(start, followers)
-                for follower in followers:
-                    assert follower.after is not None
-                    self._chained[follower.step] = (follower.after, worker)
-                    self._follower_of[follower.after] = follower.step
+                self._chains.link(followers, plan.add(start, followers))
             else:
                 self._start_isolated(step, start)
         plan.send()
 
     def _followers(self, step: StepSpec) -> list[StartStep]:
-        """The chain of steps that can run on the same worker right after ``step``.
+        """The chain that can follow ``step`` on its worker (:meth:`Chains.followers`)."""
 
-        Each is the only dependent of the one before and depends on nothing else, is not yet
-        ready, and needs nothing the worker cannot give it (no resource, cache or own process).
-        The worker passes each its upstream's result itself, sparing a round trip through the
-        coordinator per link (a chain's hop). Only used when nothing else is waiting, so no
-        ready step is passed over.
-        """
-        chain: list[StartStep] = []
-        current = step
-        while len(chain) < MAX_FOLLOWERS:
-            dependents = self._graph.dependents(current.id)
-            if len(dependents) != 1:
-                break
-            nxt = self._steps[dependents[0]]
-            if (
-                nxt.depends_on != (current.id,)
-                or nxt.isolate
-                or nxt.uses
-                or nxt.cache is not False
-                or nxt.id in self._attempts
-                or nxt.id in self._unchained
-                or self._state.state(nxt.id) is not StepState.PENDING
-            ):
-                break
-            self._attempts[nxt.id] = 1
-            start = self._start_message(nxt, 1, after=current.id)
-            if chain:
-                chain[-1] = msgspec.structs.replace(chain[-1], keep=True)
-            chain.append(start)
-            current = nxt
-        return chain
+        def waiting(step_id: str) -> bool:
+            pending = self._state.state(step_id) is StepState.PENDING
+            return pending and step_id not in self._attempts
+
+        followers = self._chains.followers(
+            step, waiting=waiting, start=lambda nxt, after: self._inputs.start(nxt, 1, after)
+        )
+        for follower in followers:
+            self._attempts[follower.step] = 1
+        return followers
 
     def _forget_followers(self, step_id: str) -> None:
         """``step_id`` did not succeed: its followers will not run on their worker."""
-        follower = self._follower_of.pop(step_id, None)
-        while follower is not None:
-            _upstream, worker = self._chained.pop(follower)
-            worker.finished(follower)
+        for follower in self._chains.forget(step_id):
             self._attempts.pop(follower, None)
-            follower = self._follower_of.pop(follower, None)
 
     def _cached(self, step: StepSpec) -> bool:
         """Look ``step`` up in the result cache once; on a hit, report it done and return True."""
         if not self._cache.enabled or step.id in self._attempts:
             return False
-        upstream = {u: self._results[u] for u in step.depends_on}
-        _key, hit = self._cache.lookup(step.id, step.args, upstream)
+        _key, hit = self._cache.lookup(step.id, step.args, self._inputs.upstream(step))
         if hit is None:
             return False
         self._attempts[step.id] = 0
@@ -312,27 +276,6 @@ class Coordinator:
             )
         )
         return True
-
-    def _start_message(self, step: StepSpec, attempt: int, after: str | None = None) -> StartStep:
-        """Build the StartStep for ``attempt``: arguments plus every upstream result, but for
-        ``after``, whose result the worker passes on itself (a chain follower)."""
-        kwargs: dict[str, Any] = dict(step.args)
-        for upstream in step.depends_on:
-            if upstream != after:
-                kwargs[step.inputs.get(upstream, upstream)] = self._results[upstream]
-        return StartStep(
-            version=protocol.PROTOCOL_VERSION,
-            run_id=self._run.run_id,
-            step=step.id,
-            attempt=attempt,
-            target=step.run,
-            kwargs=protocol.encode_value(kwargs, step=step.id),
-            import_paths=self._spec.import_paths,
-            main_path=self._spec.main_path,
-            after=after,
-            after_name=None if after is None else step.inputs.get(after),
-            timeout=step.timeout,
-        )
 
     def _start_isolated(self, step: StepSpec, start: StartStep) -> None:
         """Run one attempt of ``step`` in an actor process of its own."""
@@ -387,10 +330,9 @@ class Coordinator:
             return
         step = self._steps[outcome.step]
         self._scopes.pop(step.id, None)
-        if step.id in self._chained:
+        if step.id in self._chains:
             if isinstance(outcome, Requeue):  # its worker died before its upstream succeeded
-                upstream, _worker = self._chained.pop(step.id)
-                self._follower_of.pop(upstream, None)
+                self._chains.unlink(step.id)
                 self._attempts.pop(step.id, None)
                 return
             self._collect_ready()  # its upstream's success came in this same delivery
@@ -420,8 +362,7 @@ class Coordinator:
             self._slots.give_back(step, slot=not self._pooled(step))
             self._cache.store(step.id, self._cache.key(step.id), outcome.result)
         self._state.done(step.id)
-        if self._uses_left[step.id]:
-            self._results[step.id] = outcome.result
+        self._inputs.record(step.id, outcome.result)
         self.emit(outcome)
         self._finished(step.id)
 
@@ -458,14 +399,7 @@ class Coordinator:
     def _finished(self, step_id: str) -> None:
         """``step_id`` is done: keep no state for it, drop upstream results no step needs."""
         self._attempts.pop(step_id, None)
-        self._consumed(step_id)
-
-    def _consumed(self, step_id: str) -> None:
-        """``step_id`` is finished: drop upstream results that no step needs any more."""
-        for upstream in self._graph.dependencies(step_id):
-            self._uses_left[upstream] -= 1
-            if not self._uses_left[upstream]:
-                self._results.pop(upstream, None)
+        self._inputs.consumed(step_id)
 
     def _skip_unstarted(self) -> None:
         """Skip every step that has not started: queued ones and those not yet ready."""
@@ -476,13 +410,13 @@ class Coordinator:
         skipped.extend(self._state.skip_remaining(because=self._cancel_cause))
         for step_id in skipped:
             self.emit(StepSkipped(step=step_id, because=self._cancel_cause))
-            self._consumed(step_id)
+            self._inputs.consumed(step_id)
 
     def _skip(self, steps: tuple[str, ...]) -> None:
         """Emit StepSkipped for ``steps``, naming the ancestor that caused each skip."""
         for step_id in steps:
             self.emit(StepSkipped(step=step_id, because=self._state.skipped_because(step_id)))
-            self._consumed(step_id)
+            self._inputs.consumed(step_id)
 
 
 @tractor.context

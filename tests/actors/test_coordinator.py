@@ -19,8 +19,8 @@ import trio
 from trio.testing import MockClock
 
 from mcpp import protocol
-from mcpp.actors.coordinator import Coordinator, Emit, Report
-from mcpp.actors.launch import ProcessHandle
+from mcpp.actors.coordinator import Coordinator
+from mcpp.actors.launch import Emit, ProcessHandle, Report
 from mcpp.actors.pool import Outcome, Pool, PoolHost, Requeue, Worker
 from mcpp.actors.runner import Ledger
 from mcpp.cache.step import StepCache
