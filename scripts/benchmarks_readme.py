@@ -24,7 +24,7 @@ from pathlib import Path
 import msgspec
 
 from mcpp.benchmarks import all as bench_all
-from mcpp.benchmarks.common import Document, Figure, leaves, quantity
+from mcpp.benchmarks.document import Document, Figure, leaves, quantity
 
 BEGIN = "<!-- benchmarks:begin -->"
 END = "<!-- benchmarks:end -->"

@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
-from mcpp.benchmarks.common import Document, emit
+from mcpp.benchmarks.document import Document, emit
 
 __all__ = ["BENCHMARKS", "MODEST", "Suite", "main", "parser", "run", "run_one"]
 

@@ -1,4 +1,4 @@
-"""What every benchmark shares: workload shapes, the two runners, the figures, the document.
+"""What every benchmark shares: workload shapes, the options, the two runners.
 
 A workload is a DAG of :class:`Task` s naming functions of :mod:`mcpp.benchmarks.workloads`.
 :func:`run_mcpp` runs it as a mcpp workflow (this process is the supervisor);
@@ -10,38 +10,29 @@ In-run timing (:class:`Span`, :func:`span_baseline`) leaves start-up and tear-do
 the clock runs from the first ``StepStarted`` of the run to ``RunFinished``; for the baseline,
 on a pool whose workers are already started and warm, from the first submission to the last
 result.
-
-Each benchmark prints one :class:`Document`. Its ``figures`` are a tree (mode, shape, ...) whose
-leaves are :class:`Figure` s: mcpp's and the baseline's :class:`Stats` over the repetitions,
-their ratio (median mcpp / median baseline), the issue's :class:`Target` for mcpp's median (None
-where the issue sets none) and whether the median meets it.
+The figures and the document: :mod:`mcpp.benchmarks.document`.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
-import importlib.metadata
 import multiprocessing
-import os
-import platform
 import queue
-import statistics
-import sys
 import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal, NamedTuple, TypeAlias
+from typing import Any, NamedTuple
 
 import msgspec
-import psutil
 import trio
 
 from mcpp import protocol
 from mcpp.benchmarks import workloads
+from mcpp.benchmarks.document import Figure, figure
 from mcpp.supervisor.results import RunRecorder, RunResult
 from mcpp.supervisor.resume import run_journalled
 from mcpp.supervisor.run import EventHook, run_spec
@@ -50,28 +41,17 @@ from mcpp.workflow.spec import ActorMode, StepSpec, WorkflowSpec
 __all__ = [
     "MODES",
     "BenchmarkError",
-    "Document",
-    "Figure",
-    "Figures",
-    "Machine",
+    "Runs",
     "Span",
-    "Stats",
     "Submit",
-    "Target",
     "Task",
     "Timing",
     "base_parser",
     "chain",
-    "descendants",
-    "document",
-    "emit",
+    "compare",
     "fanout",
-    "figure",
     "layered",
-    "leaves",
     "open_baseline",
-    "output",
-    "quantity",
     "run_dag",
     "run_mcpp",
     "span_baseline",
@@ -86,8 +66,6 @@ __all__ = [
 warnings.filterwarnings("ignore", category=trio.TrioDeprecationWarning)
 
 MODES: tuple[ActorMode, ...] = ("per_step", "pool")
-PACKAGES = ("mcpp", "trio", "msgspec", "psutil")
-BASELINE = "concurrent.futures.ProcessPoolExecutor ('forkserver') + a plain DAG loop"
 
 Submit = Callable[[Callable[..., Any], dict[str, Any]], "cf.Future[Any]"]
 
@@ -141,185 +119,7 @@ def target(fn: Callable[..., Any]) -> str:
     return f"{fn.__module__}:{fn.__qualname__}"
 
 
-# --- figures and the document ----------------------------------------------------------------
-
-
-class Stats(msgspec.Struct, frozen=True):
-    """The minimum, median and maximum of ``n`` repetitions (6 significant digits)."""
-
-    min: float
-    median: float
-    max: float
-    n: int
-
-    @classmethod
-    def of(cls, values: Sequence[float]) -> Stats:
-        """The stats of ``values``. Raises ValueError if there are none."""
-        if not values:
-            raise ValueError("no values to summarise")
-        low, mid, high = (float(f"{f(values):.6g}") for f in (min, statistics.median, max))
-        return cls(low, mid, high, len(values))
-
-
-class Target(msgspec.Struct, frozen=True):
-    """A target of the issue for a figure's median: ``median op value``."""
-
-    op: Literal[">=", "<=", "<"]
-    value: float
-
-    def __post_init__(self) -> None:
-        if self.op not in (">=", "<=", "<"):
-            raise ValueError(f"unknown target operator {self.op!r}")
-
-    def met(self, median: float) -> bool:
-        """Whether ``median`` meets the target."""
-        if self.op == ">=":
-            return median >= self.value
-        return median <= self.value if self.op == "<=" else median < self.value
-
-
-class Figure(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """One measured figure; ``steps`` and ``target_steps`` only where they say something."""
-
-    unit: str
-    mcpp: Stats
-    baseline: Stats | None
-    ratio: float | None
-    target: Target | None
-    meets_target: bool | None
-    steps: int | None = None
-    target_steps: int | None = None
-
-
-def figure(
-    unit: str,
-    mcpp: Sequence[float],
-    baseline: Sequence[float] | None,
-    *,
-    target: Target | None = None,
-    steps: int | None = None,
-    target_steps: int | None = None,
-) -> Figure:
-    """The figure of ``mcpp``'s and ``baseline``'s values (None: the baseline has no
-    counterpart); ratio of the medians, and whether mcpp's median meets ``target``."""
-    mine = Stats.of(mcpp)
-    base = Stats.of(baseline) if baseline else None
-    ratio = float(f"{mine.median / base.median:.4g}") if base and base.median else None
-    return Figure(
-        unit=unit,
-        mcpp=mine,
-        baseline=base,
-        ratio=ratio,
-        target=target,
-        meets_target=None if target is None else target.met(mine.median),
-        steps=steps,
-        target_steps=target_steps,
-    )
-
-
-# A tree of figures: names (a mode, a shape, ...) down to Figure leaves. msgspec decodes no
-# union of a Struct and a dict, so a decoded document holds plain dicts: see :func:`leaves`.
-Figures: TypeAlias = dict[str, Any]
-
-
-def leaves(figures: Mapping[str, Any], path: tuple[str, ...] = ()) -> Iterator[tuple[str, Figure]]:
-    """Yield ``("a/b/c", figure)`` for every figure of a tree, decoded or not, in order."""
-    for key, node in figures.items():
-        if isinstance(node, Figure) or "unit" in node:
-            yield "/".join((*path, key)), msgspec.convert(node, Figure, from_attributes=True)
-        else:
-            yield from leaves(node, (*path, key))
-
-
-class Machine(msgspec.Struct, frozen=True):
-    """Where a benchmark ran: CPUs, load, Python, platform, versions of mcpp and its runtime."""
-
-    cpu_count: int | None
-    load_average: list[float]
-    python: str
-    implementation: str
-    platform: str
-    packages: dict[str, str | None]
-
-    @classmethod
-    def here(cls) -> Machine:
-        """This machine, now."""
-        versions: dict[str, str | None] = {}
-        for name in PACKAGES:
-            try:
-                versions[name] = importlib.metadata.version(name)
-            except importlib.metadata.PackageNotFoundError:
-                versions[name] = None
-        return cls(
-            cpu_count=os.cpu_count(),
-            load_average=[round(x, 2) for x in os.getloadavg()],
-            python=platform.python_version(),
-            implementation=platform.python_implementation(),
-            platform=platform.platform(),
-            packages=versions,
-        )
-
-
-class Document(msgspec.Struct, kw_only=True, omit_defaults=True):
-    """What a benchmark prints: its parameters, the machine, the figures and their notes.
-
-    ``iterations`` (scaling's calibrated loop) and ``python_floor_s`` (startup's bare
-    interpreter) are set by one benchmark each.
-    """
-
-    benchmark: str
-    parameters: dict[str, Any]
-    machine: Machine
-    baseline: str
-    figures: Figures
-    notes: dict[str, Any]
-    iterations: int | None = None
-    python_floor_s: Stats | None = None
-
-
-def document(
-    name: str, args: argparse.Namespace, figures: Figures, notes: Mapping[str, Any], **extra: Any
-) -> Document:
-    """The document of benchmark ``name`` run with ``args``."""
-    return Document(
-        benchmark=name,
-        parameters={k: v for k, v in vars(args).items() if k != "json"},
-        machine=Machine.here(),
-        baseline=BASELINE,
-        figures=figures,
-        notes=dict(notes),
-        **extra,
-    )
-
-
-def quantity(value: float, unit: str) -> str:
-    """``value`` with its unit, to 3 significant digits (whole numbers from 1,000)."""
-    text = f"{value:.3g}" if abs(value) < 1000 else f"{value:,.0f}"
-    return f"{text}x" if unit == "x" else f"{text} {unit}".rstrip()
-
-
-def emit(value: Any) -> None:
-    """Print ``value`` as indented JSON on standard output."""
-    sys.stdout.buffer.write(msgspec.json.format(msgspec.json.encode(value)) + b"\n")
-    sys.stdout.flush()
-
-
-def output(doc: Document, as_json: bool) -> None:
-    """Print ``doc`` as JSON (``as_json``), else one line a figure and the notes."""
-    if as_json:
-        emit(doc)
-        return
-    for path, fig in leaves(doc.figures):
-        line = f"{path}: mcpp {quantity(fig.mcpp.median, fig.unit)}"
-        if fig.baseline is not None:
-            ratio = "" if fig.ratio is None else f", ratio {fig.ratio:.3g}x"
-            line += f", baseline {quantity(fig.baseline.median, fig.unit)}{ratio}"
-        if fig.target is not None:
-            want = f"{fig.target.op} {quantity(fig.target.value, fig.unit)}"
-            line += f", target {want}: {'met' if fig.meets_target else 'NOT met'}"
-        print(line)
-    for key, note in doc.notes.items():
-        print(f"- {key}: {note}")
+# --- options and the runners ------------------------------------------------------------
 
 
 def base_parser(name: str, description: str) -> argparse.ArgumentParser:
@@ -447,13 +247,42 @@ class Timing(NamedTuple):
     span: float
 
 
-def span_mcpp(
-    spec: WorkflowSpec, *, timeout: float, journal: bool = False
-) -> tuple[RunResult, Timing]:
-    """Run ``spec`` (see :func:`run_mcpp`); return its result and its :class:`Timing`."""
+def span_mcpp(spec: WorkflowSpec, *, timeout: float, journal: bool = False) -> Timing:
+    """Run ``spec`` (see :func:`run_mcpp`); return its :class:`Timing`."""
     clock = Span()
-    result, wall = run_mcpp(spec, timeout=timeout, on_event=clock, journal=journal)
-    return result, Timing(wall, clock.seconds)
+    _, wall = run_mcpp(spec, timeout=timeout, on_event=clock, journal=journal)
+    return Timing(wall, clock.seconds)
+
+
+class Runs(NamedTuple):
+    """The timings of one workload on mcpp and on the baseline, a repetition each."""
+
+    mcpp: list[Timing]
+    baseline: list[Timing]
+
+    def figure(self, unit: str, value: Callable[[Timing], float], **options: Any) -> Figure:
+        """The :func:`figure` of ``value(timing)`` on both systems."""
+        return figure(unit, [*map(value, self.mcpp)], [*map(value, self.baseline)], **options)
+
+
+def compare(
+    args: argparse.Namespace,
+    mode: ActorMode,
+    named: Mapping[str, tuple[Sequence[Task], int]],
+    *,
+    journal: bool = False,
+) -> dict[str, Runs]:
+    """Time each workload (``name -> (tasks, workers)``) on mcpp in ``mode`` and on the
+    baseline with as many workers, ``args.repeat`` times, the two systems taking turns."""
+    runs = {name: Runs([], []) for name in named}
+    for _ in range(args.repeat):
+        for name, (tasks, workers) in named.items():
+            spec = to_spec(
+                tasks, name="benchmark", mode=mode, workers=workers, max_concurrent=workers
+            )
+            runs[name].mcpp.append(span_mcpp(spec, timeout=args.timeout, journal=journal))
+            runs[name].baseline.append(span_baseline(tasks, workers))
+    return runs
 
 
 def warm_up(args: argparse.Namespace) -> None:
@@ -540,15 +369,3 @@ def span_baseline(tasks: Sequence[Task], workers: int) -> Timing:
         run_dag(submit, tasks)
         span = time.perf_counter() - started
     return Timing(time.perf_counter() - began, span)
-
-
-def descendants() -> set[int]:
-    """Pids of the living (non-zombie) descendants of this process."""
-    alive = set()
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if child.status() != psutil.STATUS_ZOMBIE:
-                alive.add(child.pid)
-        except psutil.NoSuchProcess:
-            pass
-    return alive

@@ -28,23 +28,8 @@ import argparse
 import os
 from collections.abc import Mapping, Sequence
 
-from mcpp.benchmarks.common import (
-    Figures,
-    Target,
-    Task,
-    Timing,
-    base_parser,
-    chain,
-    document,
-    fanout,
-    figure,
-    layered,
-    output,
-    span_baseline,
-    span_mcpp,
-    to_spec,
-    warm_up,
-)
+from mcpp.benchmarks.common import Runs, Task, base_parser, chain, compare, fanout, layered, warm_up
+from mcpp.benchmarks.document import Figures, Target, document, output
 from mcpp.workflow.spec import ActorMode
 
 __all__ = ["TARGETS", "main", "measure_mode", "parser", "shapes"]
@@ -91,43 +76,27 @@ def shapes(args: argparse.Namespace, mode: ActorMode) -> dict[str, tuple[str, li
     return named
 
 
+def rate(kind: str, steps: int, run: Runs, target: Target | None) -> Figures:
+    """The in-run rate of a shape of ``steps`` steps: ms per hop (a chain) or steps per s."""
+    if kind == "chain":
+        return {"ms_per_hop": run.figure("ms", lambda t: 1000 * t.span / steps, target=target)}
+    return {
+        "steps_per_s": run.figure("steps/s", lambda t: steps / t.span, target=target, steps=steps)
+    }
+
+
 def measure_mode(args: argparse.Namespace, mode: ActorMode) -> Figures:
     """Every figure of ``mode``: the in-run rate and the wall time of each shape."""
     named = shapes(args, mode)
-    mcpp: dict[str, list[Timing]] = {name: [] for name in named}
-    base: dict[str, list[Timing]] = {name: [] for name in named}
-    for _ in range(args.repeat):
-        for name, (_, tasks) in named.items():
-            spec = to_spec(
-                tasks, name="dispatch", mode=mode, workers=args.workers, max_concurrent=args.workers
-            )
-            mcpp[name].append(span_mcpp(spec, timeout=args.timeout, journal=not args.no_journal)[1])
-            base[name].append(span_baseline(tasks, args.workers))
-
-    out: Figures = {}
-    for name, (kind, tasks) in named.items():
-        steps, want = len(tasks), TARGETS[mode][kind]
-        if kind == "chain":
-            rate = figure(
-                "ms",
-                [1000 * t.span / steps for t in mcpp[name]],
-                [1000 * t.span / steps for t in base[name]],
-                target=want,
-            )
-            out[name] = {"ms_per_hop": rate}
-        else:
-            rate = figure(
-                "steps/s",
-                [steps / t.span for t in mcpp[name]],
-                [steps / t.span for t in base[name]],
-                target=want,
-                steps=steps,
-            )
-            out[name] = {"steps_per_s": rate}
-        out[name]["wall_s"] = figure(
-            "s", [t.wall for t in mcpp[name]], [t.wall for t in base[name]]
-        )
-    return out
+    workloads = {name: (tasks, args.workers) for name, (_, tasks) in named.items()}
+    runs = compare(args, mode, workloads, journal=not args.no_journal)
+    return {
+        name: {
+            **rate(kind, len(tasks), runs[name], TARGETS[mode][kind]),
+            "wall_s": runs[name].figure("s", lambda t: t.wall),
+        }
+        for name, (kind, tasks) in named.items()
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -37,18 +37,14 @@ from mcpp.actors import contain
 from mcpp.benchmarks import workloads
 from mcpp.benchmarks.common import (
     BenchmarkError,
-    Figures,
     Task,
     base_parser,
-    descendants,
-    document,
-    figure,
     open_baseline,
-    output,
     run_mcpp,
     to_spec,
     warm_up,
 )
+from mcpp.benchmarks.document import Figures, document, figure, output
 from mcpp.supervisor.results import RunRecorder
 from mcpp.workflow.spec import ActorMode
 
@@ -82,6 +78,11 @@ def fault_task(fault: str, step_timeout: float) -> Task:
         return Task("fault", workloads.shell_sleep, {"seconds": SLEEP_S}, timeout=step_timeout)
     limit = step_timeout if fault == "timeout" else None
     return Task("fault", workloads.sleep, {"seconds": SLEEP_S}, timeout=limit)
+
+
+def descendants() -> set[int]:
+    """Pids of the living (non-zombie) descendants of this process."""
+    return {pid for pid in contain.tree() if contain.alive(pid)}
 
 
 def leftovers(before: set[int]) -> int:

@@ -40,20 +40,16 @@ from mcpp import protocol
 from mcpp.benchmarks import workloads
 from mcpp.benchmarks.common import (
     BenchmarkError,
-    Figures,
-    Target,
     Task,
     base_parser,
-    document,
-    figure,
     open_baseline,
-    output,
     run_dag,
     run_mcpp,
     to_spec,
     warm_up,
     write_workflow,
 )
+from mcpp.benchmarks.document import Figures, Target, document, figure, output
 from mcpp.supervisor.results import RunRecorder
 from mcpp.workflow.spec import ActorMode
 

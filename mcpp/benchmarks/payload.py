@@ -19,20 +19,8 @@ import os
 from collections.abc import Sequence
 
 from mcpp.benchmarks import workloads
-from mcpp.benchmarks.common import (
-    BenchmarkError,
-    Figures,
-    Task,
-    Timing,
-    base_parser,
-    document,
-    figure,
-    output,
-    span_baseline,
-    span_mcpp,
-    to_spec,
-    warm_up,
-)
+from mcpp.benchmarks.common import Runs, Task, Timing, base_parser, compare, warm_up
+from mcpp.benchmarks.document import Figures, document, output
 from mcpp.workflow.spec import ActorMode
 
 __all__ = ["main", "measure_mode", "parser", "relay_chain"]
@@ -67,32 +55,29 @@ def relay_chain(size: int, hops: int) -> list[Task]:
 def measure_mode(args: argparse.Namespace, mode: ActorMode) -> Figures:
     """Wall time and per-hop payload cost of every size, in ``mode``."""
     sizes = {"0": 0, **{f"{mib:g}MiB": int(mib * MIB) for mib in args.sizes_mib}}
-    mcpp: dict[str, list[Timing]] = {key: [] for key in sizes}
-    base: dict[str, list[Timing]] = {key: [] for key in sizes}
-    for _ in range(args.repeat):
-        for key, size in sizes.items():
-            tasks = relay_chain(size, args.hops)
-            spec = to_spec(tasks, name="payload", mode=mode, workers=args.workers)
-            result, timing = span_mcpp(spec, timeout=args.timeout)
-            if len(result.steps[tasks[-1].id].result) != size:
-                raise BenchmarkError("the payload arrived with the wrong size")
-            mcpp[key].append(timing)
-            base[key].append(span_baseline(tasks, args.workers))
+    runs = compare(
+        args, mode, {k: (relay_chain(n, args.hops), args.workers) for k, n in sizes.items()}
+    )
+    empty = runs.pop("0")
 
-    def per_hop(runs: dict[str, list[Timing]], key: str, *, extra: bool = False) -> list[float]:
-        empty = runs["0"] if extra else [Timing(0.0, 0.0)] * len(runs[key])
-        return [1000 * (t.span - e.span) / args.hops for t, e in zip(runs[key], empty, strict=True)]
+    def less(got: list[Timing], zero: list[Timing]) -> list[Timing]:
+        """``got`` with the span of the same repetition's empty chain taken off."""
+        return [Timing(t.wall, t.span - e.span) for t, e in zip(got, zero, strict=True)]
+
+    hops: int = args.hops
+
+    def per_hop(t: Timing) -> float:
+        return 1000 * t.span / hops
 
     return {
         key: {
-            "wall_s": figure("s", [t.wall for t in mcpp[key]], [t.wall for t in base[key]]),
-            "per_hop_ms": figure("ms", per_hop(mcpp, key), per_hop(base, key)),
-            "extra_per_hop_ms": figure(
-                "ms", per_hop(mcpp, key, extra=True), per_hop(base, key, extra=True)
-            ),
+            "wall_s": run.figure("s", lambda t: t.wall),
+            "per_hop_ms": run.figure("ms", per_hop),
+            "extra_per_hop_ms": Runs(
+                less(run.mcpp, empty.mcpp), less(run.baseline, empty.baseline)
+            ).figure("ms", per_hop),
         }
-        for key in sizes
-        if key != "0"
+        for key, run in runs.items()
     }
 
 

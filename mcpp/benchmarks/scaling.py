@@ -20,20 +20,8 @@ import time
 from collections.abc import Sequence
 
 from mcpp.benchmarks import workloads
-from mcpp.benchmarks.common import (
-    Figures,
-    Target,
-    Task,
-    Timing,
-    base_parser,
-    document,
-    figure,
-    output,
-    span_baseline,
-    span_mcpp,
-    to_spec,
-    warm_up,
-)
+from mcpp.benchmarks.common import Task, base_parser, compare, warm_up
+from mcpp.benchmarks.document import Figures, Target, document, figure, output
 from mcpp.workflow.spec import ActorMode
 
 __all__ = ["TARGET", "calibrate", "main", "measure_mode", "parser"]
@@ -73,30 +61,22 @@ def calibrate(seconds: float) -> int:
 
 
 def measure_mode(
-    args: argparse.Namespace,
-    mode: ActorMode,
-    tasks: list[Task],
-    serial_s: float,
-    baseline: dict[int, list[Timing]],
+    args: argparse.Namespace, mode: ActorMode, tasks: list[Task], serial_s: float
 ) -> Figures:
     """Wall time, span and speed-up of ``tasks`` on every worker count, in ``mode``."""
-    out: Figures = {}
-    for workers in args.worker_counts:
-        spec = to_spec(tasks, name="scaling", mode=mode, workers=workers, max_concurrent=workers)
-        mine = [span_mcpp(spec, timeout=args.timeout)[1] for _ in range(args.repeat)]
-        base = baseline[workers]
-        target = TARGET if mode == "pool" and workers == TARGET_WORKERS else None
-        out[f"workers={workers}"] = {
-            "wall_s": figure("s", [t.wall for t in mine], [t.wall for t in base]),
-            "span_s": figure("s", [t.span for t in mine], [t.span for t in base]),
-            "speedup": figure(
+    runs = compare(args, mode, {f"workers={w}": (tasks, w) for w in args.worker_counts})
+    return {
+        name: {
+            "wall_s": run.figure("s", lambda t: t.wall),
+            "span_s": run.figure("s", lambda t: t.span),
+            "speedup": run.figure(
                 "x",
-                [serial_s / t.span for t in mine],
-                [serial_s / t.span for t in base],
-                target=target,
+                lambda t: serial_s / t.span,
+                target=TARGET if mode == "pool" and name == f"workers={TARGET_WORKERS}" else None,
             ),
         }
-    return out
+        for name, run in runs.items()
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -119,12 +99,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         for task in tasks:
             task.fn(**task.args)
         serial.append(time.perf_counter() - began)
-    baseline = {
-        w: [span_baseline(tasks, w) for _ in range(args.repeat)] for w in args.worker_counts
-    }
     figures: Figures = {"serial_s": figure("s", serial, None)}
     for mode in args.modes:
-        figures[mode] = measure_mode(args, mode, tasks, statistics.median(serial), baseline)
+        figures[mode] = measure_mode(args, mode, tasks, statistics.median(serial))
     output(document("scaling", args, figures, notes, iterations=iterations), args.json)
     return 0
 

@@ -20,17 +20,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mcpp.benchmarks import workloads
-from mcpp.benchmarks.common import (
-    BenchmarkError,
-    Stats,
-    Task,
-    base_parser,
-    document,
-    figure,
-    output,
-    warm_up,
-    write_workflow,
-)
+from mcpp.benchmarks.common import BenchmarkError, Task, base_parser, warm_up, write_workflow
+from mcpp.benchmarks.document import Stats, document, figure, output
 
 __all__ = ["main", "parser", "time_process"]
 
