@@ -15,37 +15,15 @@ Neither does I/O or concurrency. Wherever an order is not fixed by the edges, de
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Iterable, Mapping
 from heapq import heappop, heappush
 from types import MappingProxyType
 
 from mcpp import dagexport
 from mcpp.errors import CycleError, WorkflowError
+from mcpp.status import StepState
 
 __all__ = ["Graph", "RunState", "StepState"]
-
-
-class StepState(enum.Enum):
-    """Where one step is in a run. Values are the lowercase names, as in run results."""
-
-    PENDING = "pending"  # waiting for its dependencies
-    READY = "ready"  # every dependency succeeded; not yet passed out by get_ready()
-    RUNNING = "running"  # passed out by get_ready(); not yet reported back
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    SKIPPED = "skipped"  # an upstream step did not succeed, or the run stopped early
-    CANCELLED = "cancelled"
-
-    @property
-    def finished(self) -> bool:
-        """``True`` for the final states: succeeded, failed, skipped and cancelled."""
-        return self in _FINISHED
-
-
-_FINISHED = frozenset(
-    {StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED, StepState.CANCELLED}
-)
 
 
 class Graph:

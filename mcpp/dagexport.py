@@ -9,17 +9,9 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Mapping, Sequence
 
-__all__ = ["COLOURS", "to_dot", "to_json", "to_mermaid"]
+from mcpp.status import LOOKS, StepState
 
-COLOURS = {
-    "pending": "#ffffff",
-    "ready": "#fff3b0",
-    "running": "#9ecbff",
-    "succeeded": "#a6e3a1",
-    "failed": "#f38ba8",
-    "skipped": "#d0d0d0",
-    "cancelled": "#fab387",
-}
+__all__ = ["to_dot", "to_json", "to_mermaid"]
 
 
 def dot_quote(text: str) -> str:
@@ -42,7 +34,7 @@ def to_dot(
             lines.append(f"  {node};")
         else:
             label = f'{node[:-1]}\\n{state}"'
-            lines.append(f'  {node} [label={label}, fillcolor="{COLOURS[state]}"];')
+            lines.append(f'  {node} [label={label}, fillcolor="{LOOKS[StepState(state)].fill}"];')
     lines.extend(f"  {dot_quote(a)} -> {dot_quote(b)};" for a, b in edges)
     lines.append("}")
     return "\n".join(lines) + "\n"
@@ -58,10 +50,10 @@ def to_mermaid(
         label = step.replace('"', "#quot;")
         lines.append(f'  {node[step]}["{label}"]')
     lines.extend(f"  {node[a]} --> {node[b]}" for a, b in edges)
-    for state, colour in COLOURS.items():
+    for state, look in LOOKS.items():
         members = [node[step] for step in steps if states.get(step) == state]
         if members:
-            lines.append(f"  classDef {state} fill:{colour},stroke:#333")
+            lines.append(f"  classDef {state} fill:{look.fill},stroke:#333")
             lines.append(f"  class {','.join(members)} {state}")
     return "\n".join(lines) + "\n"
 

@@ -23,7 +23,7 @@ backwards compatible.
 from __future__ import annotations
 
 import secrets
-from typing import Any, Final
+from typing import Any, Final, Generic, TypeVar
 
 import msgspec
 
@@ -36,9 +36,11 @@ __all__ = [
     "CancelStep",
     "Decoder",
     "ErrorInfo",
+    "Event",
     "EventBatch",
     "Heartbeat",
     "Message",
+    "Outcome",
     "ResultBatch",
     "Retiring",
     "RunFinished",
@@ -50,6 +52,7 @@ __all__ = [
     "StepSkipped",
     "StepStarted",
     "StepSucceeded",
+    "Versioned",
     "decode_value",
     "encode",
     "encode_value",
@@ -60,11 +63,20 @@ __all__ = [
     "to_supervisor",
 ]
 
+M = TypeVar("M")
+
 PROTOCOL_VERSION: Final = 2  # 2: no secret in messages (channels are authenticated)
 
 
 class Message(msgspec.Struct, frozen=True, tag_field="kind", kw_only=True):
     """Base of every wire message. Never sent itself."""
+
+
+class Versioned(Message, frozen=True, kw_only=True):
+    """Base of the messages that start work (a run, a step): they carry the protocol version,
+    which the receiver checks before anything else."""
+
+    version: int
 
 
 class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
@@ -78,7 +90,7 @@ class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
 # --- supervisor -> coordinator -------------------------------------------------------------
 
 
-class RunWorkflow(Message, frozen=True, tag="run_workflow"):
+class RunWorkflow(Versioned, frozen=True, tag="run_workflow"):
     """Run ``spec``. ``completed`` maps steps that already succeeded (resume) to their results.
 
     ``cache_path`` is the result cache file (``None``: cache nothing); ``identities`` maps each
@@ -86,7 +98,6 @@ class RunWorkflow(Message, frozen=True, tag="run_workflow"):
     by the supervisor so the coordinator never imports user code).
     """
 
-    version: int
     run_id: str
     spec: WorkflowSpec
     completed: dict[str, msgspec.Raw] = {}
@@ -104,7 +115,7 @@ class CancelRun(Message, frozen=True, tag="cancel_run"):
 # --- coordinator -> step ---------------------------------------------------------------------
 
 
-class StartStep(Message, frozen=True, tag="start_step"):
+class StartStep(Versioned, frozen=True, tag="start_step"):
     """Run one attempt of a step: call ``target`` with the MessagePack map ``kwargs``.
 
     Pool workers only: ``after`` names a step earlier in the worker's queue whose result this
@@ -113,7 +124,6 @@ class StartStep(Message, frozen=True, tag="start_step"):
     to keep this step's result for such a follower.
     """
 
-    version: int
     run_id: str
     step: str
     attempt: int
@@ -243,6 +253,7 @@ class RunFinished(Message, frozen=True, tag="run_finished"):
     duration_s: float
 
 
+# The messages of each direction, as named unions: a Decoder returns exactly these.
 ToCoordinator = RunWorkflow | CancelRun
 ToStep = StartStep | StartBatch | CancelStep
 FromStep = StepStarted | StepSucceeded | StepFailed | Heartbeat | Retiring | ResultBatch
@@ -257,6 +268,11 @@ ToSupervisor = (
     | EventBatch
 )
 
+# What a run's events are, once out of their EventBatch: what the supervisor records.
+Event = StepStarted | StepSucceeded | StepFailed | StepSkipped | StepCancelled | RunFinished
+# How one step attempt ends, as its actor reports it.
+Outcome = StepSucceeded | StepFailed
+
 _encoder = msgspec.msgpack.Encoder()
 
 
@@ -265,19 +281,20 @@ def encode(message: Message) -> bytes:
     return _encoder.encode(message)
 
 
-class Decoder:
+class Decoder(Generic[M]):
     """Decode the messages of one direction; anything else raises :class:`ProtocolError`.
 
-    ``Decoder(union, direction)`` is built once per direction and reused.
+    ``Decoder[Union](Union, direction)`` is built once per direction and reused; its
+    :meth:`decode` returns that union, typed.
     """
 
     __slots__ = ("decoder", "direction")
 
     def __init__(self, union: Any, direction: str) -> None:
         self.direction = direction
-        self.decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(union)
+        self.decoder: msgspec.msgpack.Decoder[M] = msgspec.msgpack.Decoder(union)
 
-    def decode(self, data: bytes) -> Any:
+    def decode(self, data: bytes) -> M:
         """Return the message in ``data``.
 
         Raises ProtocolError for bytes that are not MessagePack, an unknown or foreign tag, a
@@ -291,18 +308,17 @@ class Decoder:
             message = self.decoder.decode(data)
         except msgspec.DecodeError as exc:
             raise ProtocolError(f"{self.direction}: invalid message: {exc}") from None
-        version = getattr(message, "version", PROTOCOL_VERSION)
-        if version != PROTOCOL_VERSION:
+        if isinstance(message, Versioned) and message.version != PROTOCOL_VERSION:
             raise ProtocolError(
-                f"{self.direction}: protocol version {version}, expected {PROTOCOL_VERSION}"
+                f"{self.direction}: protocol version {message.version}, expected {PROTOCOL_VERSION}"
             )
         return message
 
 
-to_coordinator: Final = Decoder(ToCoordinator, "supervisor->coordinator")
-to_step: Final = Decoder(ToStep, "coordinator->step")
-from_step: Final = Decoder(FromStep, "step->coordinator")
-to_supervisor: Final = Decoder(ToSupervisor, "coordinator->supervisor")
+to_coordinator: Final = Decoder[ToCoordinator](ToCoordinator, "supervisor->coordinator")
+to_step: Final = Decoder[ToStep](ToStep, "coordinator->step")
+from_step: Final = Decoder[FromStep](FromStep, "step->coordinator")
+to_supervisor: Final = Decoder[ToSupervisor](ToSupervisor, "coordinator->supervisor")
 
 
 def new_secret() -> bytes:

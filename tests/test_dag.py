@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from mcpp.dag import Graph, RunState, StepState
 from mcpp.errors import CycleError, WorkflowError
+from mcpp.status import LOOKS
 
 DIAMOND = {"a": [], "b": ["a"], "c": ["a"], "d": ["b", "c"]}
 
@@ -300,15 +301,20 @@ def test_step_state_values_and_finished() -> None:
         "running",
         "succeeded",
         "failed",
+        "timed_out",
         "skipped",
         "cancelled",
     ]
     assert {s for s in StepState if s.finished} == {
         StepState.SUCCEEDED,
         StepState.FAILED,
+        StepState.TIMED_OUT,
         StepState.SKIPPED,
         StepState.CANCELLED,
     }
+    # One vocabulary: the members are the strings of the JSON documents, and every one has
+    # its look (graph fill, terminal style).
+    assert StepState.TIMED_OUT == "timed_out" and set(LOOKS) == set(StepState)
 
 
 def test_run_passes_out_each_step_once_as_its_own_dependencies_finish() -> None:

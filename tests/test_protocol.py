@@ -16,7 +16,8 @@ def all_message_classes() -> set[type[protocol.Message]]:
     while todo:
         cls = todo.pop()
         for sub in cls.__subclasses__():
-            found.add(sub)
+            if not sub.__subclasses__():  # a base (Versioned) is never sent itself
+                found.add(sub)
             todo.append(sub)
     return found
 

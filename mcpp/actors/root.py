@@ -70,21 +70,21 @@ class RunChannel:
         with suppress(trio.BrokenResourceError, trio.ClosedResourceError):
             await self.stream.send(protocol.encode(CancelRun(reason=reason)))
 
-    async def events(self) -> AsyncIterator[Any]:
-        """Yield decoded events until ``RunFinished`` (included).
+    async def events(self) -> AsyncIterator[protocol.Event]:
+        """Yield decoded events until ``RunFinished`` (included); heartbeats are not events.
 
         Raises RunError if the coordinator fails (naming its error) or its process dies first,
         ProtocolError on a bad message.
         """
         async for raw in self.stream:
-            event = protocol.to_supervisor.decode(raw)
-            if isinstance(event, protocol.EventBatch):
-                for item in event.events:
-                    yield item
-                continue
-            yield event
-            if isinstance(event, protocol.RunFinished):
-                return
+            message = protocol.to_supervisor.decode(raw)
+            items = message.events if isinstance(message, protocol.EventBatch) else (message,)
+            for item in items:
+                if isinstance(item, protocol.Heartbeat | protocol.EventBatch):
+                    continue
+                yield item
+                if isinstance(item, protocol.RunFinished):
+                    return
         try:
             await self.ctx.result()
         except Exception as exc:

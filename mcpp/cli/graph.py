@@ -3,9 +3,8 @@
 ``graph FILE`` (or a template ``NAME[@VERSION]``) draws a workflow file, validated as ``spawn``
 does: the step modules are imported (their top-level code runs); ``graph --run RUN_ID``
 draws a journalled run with each step coloured by its status (read from the journal, see
-:mod:`mcpp.supervisor.journal`). ``timed_out`` is drawn as ``failed`` (the graph knows no timeout
-state);
-``pending`` and ``running`` steps of an unfinished run keep those states.
+:mod:`mcpp.supervisor.journal`); ``pending`` and ``running`` steps of an unfinished run keep
+those states.
 """
 
 from __future__ import annotations
@@ -47,11 +46,8 @@ def add_graph(commands: Any) -> None:
 
 
 def step_states(steps: dict[str, StepResult]) -> dict[str, StepState]:
-    """Map run-result step statuses to graph states (``timed_out`` becomes ``failed``)."""
-    return {
-        step_id: StepState.FAILED if record.status == "timed_out" else StepState(record.status)
-        for step_id, record in steps.items()
-    }
+    """The run-result status of each step (one vocabulary: :class:`mcpp.status.StepState`)."""
+    return {step_id: StepState(record.status) for step_id, record in steps.items()}
 
 
 def render(spec: WorkflowSpec, output: str, states: dict[str, StepState] | None = None) -> str:

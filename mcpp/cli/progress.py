@@ -18,19 +18,12 @@ from rich.table import Table
 from rich.text import Text
 
 from mcpp.protocol import StepCancelled, StepFailed, StepSkipped, StepSucceeded
+from mcpp.status import LOOKS
 from mcpp.supervisor.results import RunRecorder, RunResult
 
 __all__ = ["Progress", "summary"]
 
-STYLES = {
-    "succeeded": "green",
-    "failed": "red",
-    "timed_out": "red",
-    "skipped": "yellow",
-    "cancelled": "magenta",
-    "running": "cyan",
-    "pending": "dim",
-}
+STYLES = {str(state): look.style for state, look in LOOKS.items()}
 
 
 class Progress:

@@ -16,7 +16,6 @@ neither a :class:`Call` nor an ``(fn, args, kwargs)`` tuple.
 
 from __future__ import annotations
 
-import enum
 import functools
 import inspect
 import itertools
@@ -31,6 +30,7 @@ from typing import Any, Self, TypeAlias
 import trio
 
 from mcpp.protocol import ErrorInfo
+from mcpp.status import StepState
 
 __all__ = [
     "Call",
@@ -42,13 +42,10 @@ __all__ = [
 ]
 
 
-class TaskStatus(enum.Enum):
-    """How a task ended."""
-
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"  # the function raised an Exception
-    TIMED_OUT = "timed_out"  # the function had not finished by its deadline
-    CANCELLED = "cancelled"  # cancelled before it finished (cancel(), context exit, caller)
+# How a task ended: SUCCEEDED, FAILED (the function raised an Exception), TIMED_OUT (it had
+# not finished by its deadline) or CANCELLED (cancel(), context exit, the caller): mcpp's one
+# status vocabulary.
+TaskStatus = StepState
 
 
 @dataclass(frozen=True, slots=True)

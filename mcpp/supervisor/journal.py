@@ -45,7 +45,6 @@ import trio
 
 from mcpp import protocol
 from mcpp.errors import MCPPError
-from mcpp.protocol import ErrorInfo
 from mcpp.supervisor.results import RunRecorder, RunResult, RunStatus, StepResult
 from mcpp.workflow.spec import WorkflowSpec
 
@@ -388,7 +387,7 @@ class Journal:
             raise JournalError(f"cannot read run {run_id} from {self.path}: {exc!r}") from None
         recorder, ended = result
         if ended is None and running_pid is None:
-            _mark_unfinished(recorder, interrupted=True)
+            recorder.cancel_unfinished(interrupted=True)
         document = recorder.result(_document_status(recorder, ended, running_pid))
         if ended is not None:
             document.duration_s = ended.duration_s
@@ -422,28 +421,12 @@ def _replay(
             case RunEnded():
                 ended = record
                 if record.status == "cancelled":
-                    _mark_unfinished(recorder, interrupted=False)
+                    recorder.cancel_unfinished()
             case _:
                 recorder.apply(record)
     # The document's duration is the latest session's, measured on the wall clock here.
     recorder.started, recorder.finished = 0.0, last - begun
     return recorder, ended
-
-
-def _mark_unfinished(recorder: RunRecorder, *, interrupted: bool) -> None:
-    """Mark running and pending steps as run_spec does after a cancelled run.
-
-    With ``interrupted`` (the supervisor died), pending steps stay pending and running steps
-    become ``cancelled`` with an ``Interrupted`` error.
-    """
-    for record in recorder.steps.values():
-        if not interrupted and record.status in ("running", "pending"):
-            record.status = "cancelled"
-        elif interrupted and record.status == "running":
-            record.status = "cancelled"
-            record.error = ErrorInfo(
-                type="Interrupted", message="the supervisor stopped while the step ran"
-            )
 
 
 def _document_status(

@@ -22,13 +22,12 @@ from mcpp.protocol import (
     StepStarted,
     StepSucceeded,
 )
+from mcpp.status import StepState
 from mcpp.workflow.spec import WorkflowSpec
 
 __all__ = ["Attempt", "RunRecorder", "RunResult", "RunStatus", "StepResult", "StepStatus"]
 
-StepStatus = Literal[
-    "pending", "running", "succeeded", "failed", "timed_out", "skipped", "cancelled"
-]
+StepStatus = StepState  # the one vocabulary (mcpp.status); the JSON holds its values
 RunStatus = Literal["running", "succeeded", "failed", "cancelled", "interrupted"]
 
 
@@ -47,7 +46,7 @@ class StepResult(msgspec.Struct, kw_only=True):
     ``history`` lists every finished attempt in order. ``ended_processes`` counts processes
     the step's last attempt left running, which mcpp ended when the attempt was over."""
 
-    status: StepStatus = "pending"
+    status: StepStatus = StepState.PENDING
     attempts: int = 0
     duration_s: float = 0.0
     result: Any = None
@@ -108,21 +107,21 @@ class RunRecorder:
         self.raw_results: dict[str, bytes] = {}
         for step_id, raw in (completed or {}).items():
             record = self.steps[step_id]
-            record.status = "succeeded"
+            record.status = StepState.SUCCEEDED
             record.result = protocol.decode_value(raw)
             self.raw_results[step_id] = bytes(raw)
 
-    def apply(self, event: Any) -> None:
+    def apply(self, event: protocol.Event) -> None:
         """Apply one coordinator event to the records."""
         match event:
             case StepStarted():
                 record = self.steps[event.step]
-                record.status = "running"
+                record.status = StepState.RUNNING
                 record.attempts = max(record.attempts, event.attempt)
                 record.pid = event.pid
             case StepSucceeded():
                 record = self.steps[event.step]
-                record.status = "succeeded"
+                record.status = StepState.SUCCEEDED
                 record.attempts = max(record.attempts, event.attempt)
                 record.duration_s = event.duration_s
                 record.result = protocol.decode_value(event.result)
@@ -133,7 +132,9 @@ class RunRecorder:
                 if not event.cached:
                     record.history.append(
                         Attempt(
-                            attempt=event.attempt, status="succeeded", duration_s=event.duration_s
+                            attempt=event.attempt,
+                            status=StepState.SUCCEEDED,
+                            duration_s=event.duration_s,
                         )
                     )
             case StepFailed():
@@ -142,7 +143,7 @@ class RunRecorder:
                 record.duration_s = event.duration_s
                 record.error = event.error
                 record.ended_processes = event.ended_processes
-                status: StepStatus = "timed_out" if event.timed_out else "failed"
+                status: StepStatus = StepState.TIMED_OUT if event.timed_out else StepState.FAILED
                 if not event.will_retry:
                     record.status = status
                 record.history.append(
@@ -156,17 +157,33 @@ class RunRecorder:
                 )
             case StepSkipped():
                 record = self.steps[event.step]
-                record.status = "skipped"
+                record.status = StepState.SKIPPED
                 record.skipped_because = event.because
             case StepCancelled():
                 record = self.steps[event.step]
-                record.status = "cancelled"
+                record.status = StepState.CANCELLED
                 record.attempts = max(record.attempts, event.attempt)
                 record.duration_s = event.duration_s
                 record.error = ErrorInfo(type="Cancelled", message=event.reason)
             case RunFinished():
                 self.status = event.status  # type: ignore[assignment]
                 self.finished = time.monotonic()
+
+    def cancel_unfinished(self, *, interrupted: bool = False) -> None:
+        """After a cancelled run: running and pending steps become ``cancelled``.
+
+        With ``interrupted`` (the supervisor died, as the journal tells), pending steps stay
+        pending and running steps become ``cancelled`` with an ``Interrupted`` error.
+        """
+        for record in self.steps.values():
+            if record.status == StepState.RUNNING or (
+                record.status == StepState.PENDING and not interrupted
+            ):
+                record.status = StepState.CANCELLED
+                if interrupted:
+                    record.error = ErrorInfo(
+                        type="Interrupted", message="the supervisor stopped while the step ran"
+                    )
 
     def result(self, status: RunStatus | None = None) -> RunResult:
         """Return the result document; ``status`` overrides the recorded run status."""

@@ -26,7 +26,7 @@ from mcpp.workflow.spec import WorkflowSpec
 
 __all__ = ["EventHook", "new_run_id", "run_spec"]
 
-EventHook = Callable[[RunRecorder, Any], None]
+EventHook = Callable[[RunRecorder, protocol.Event], None]
 INTERRUPT_GRACE = 10.0
 
 
@@ -109,8 +109,6 @@ async def run_spec(
                         on_event(recorder, event)
         nursery.cancel_scope.cancel()
     if interrupted:
-        for record in recorder.steps.values():
-            if record.status in ("running", "pending"):
-                record.status = "cancelled"
+        recorder.cancel_unfinished()
         return recorder.result("cancelled")
     return recorder.result()

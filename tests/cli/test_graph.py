@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from mcpp.cli.graph import step_states
+from mcpp.cli.graph import render, step_states
 from mcpp.cli.main import main, parser
 from mcpp.dag import StepState
 from mcpp.supervisor.results import StepResult
+from mcpp.workflow.spec import StepSpec, WorkflowSpec
 
 REPO = Path(__file__).resolve().parents[2]
 FANOUT = REPO / "examples" / "fanout.toml"
@@ -121,19 +122,25 @@ def test_graph_usage_errors(capsys: pytest.CaptureFixture[str], tmp_path: Path) 
     assert "cannot read the workflow file" in capsys.readouterr().err
 
 
-def test_step_states_maps_timed_out_to_failed() -> None:
+def test_step_states_keep_every_status_timed_out_included() -> None:
     steps = {
-        "a": StepResult(status="succeeded"),
-        "b": StepResult(status="timed_out"),
-        "c": StepResult(status="skipped"),
-        "d": StepResult(status="pending"),
+        "a": StepResult(status=StepState.SUCCEEDED),
+        "b": StepResult(status=StepState.TIMED_OUT),
+        "c": StepResult(status=StepState.SKIPPED),
+        "d": StepResult(status=StepState.PENDING),
     }
     assert step_states(steps) == {
         "a": StepState.SUCCEEDED,
-        "b": StepState.FAILED,
+        "b": StepState.TIMED_OUT,
         "c": StepState.SKIPPED,
         "d": StepState.PENDING,
     }
+    dot = render(
+        WorkflowSpec(name="w", steps=tuple(StepSpec(id=s, run="m:f") for s in steps)),
+        "dot",
+        step_states(steps),
+    )
+    assert '"b" [label="b\\ntimed_out", fillcolor="#eba0ac"];' in dot
 
 
 def test_graph_of_an_unknown_run(
