@@ -9,6 +9,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.world import World
+
 
 def descendants() -> list[psutil.Process]:
     """Living (non-zombie) descendants of this test process."""
@@ -60,3 +62,28 @@ async def wait_for_text(path: Path) -> str:
     while not (await file.exists() and await file.read_text()):  # noqa: ASYNC110 (polls a file)
         await trio.sleep(0.02)
     return await file.read_text()
+
+
+# --- the machine-level harness of the CLI tests (tests/world.py) -----------------------------
+
+MODES = ["per_step", "pool"]
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    """An active World; on teardown the test's own processes are killed and nothing may be
+    left (a test that failed early still gets its leftovers listed and killed)."""
+    with World(tmp_path / "world") as w:
+        yield w
+        for proc in w._procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+        w.reap = True
+        w.assert_clean(10)
+
+
+@pytest.fixture(params=MODES)
+def mode(request: pytest.FixtureRequest) -> str:
+    """Each actor mode in turn."""
+    return str(request.param)

@@ -16,14 +16,13 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 import pytest
 
-from tests.world import (
+from tests.world import (  # world and mode are fixtures
     ROOT,
     CliResult,
     World,
@@ -45,28 +44,8 @@ pytestmark = pytest.mark.skipif(
     reason="the fault matrix needs Linux (prctl PR_SET_CHILD_SUBREAPER, /proc)",
 )
 
-MODES = ["per_step", "pool"]
 EXIT_FAILED = 1
 EXIT_INTERRUPTED = 130
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    """An active World; on teardown the test's own processes are killed and nothing may be
-    left (a test that failed early still gets its leftovers listed and killed)."""
-    with World(tmp_path / "world") as w:
-        yield w
-        for proc in w._procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
-        w.reap = True
-        w.assert_clean(10)
-
-
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def options(mode: str, workers: int = 2, **extra: Any) -> dict[str, Any]:

@@ -42,14 +42,20 @@ import pytest
 
 from mcpp import protocol
 from mcpp.workflow.spec import StepSpec, WorkflowSpec
-from tests.world import Cli, CliResult, World, start_cli, write_workflow
+from tests.world import (  # world and mode are fixtures
+    Cli,
+    CliResult,
+    World,
+    start_cli,
+    wait_for,
+    write_workflow,
+)
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"),
     reason="the intruder tests need Linux (/proc, prctl PR_SET_CHILD_SUBREAPER)",
 )
 
-MODES = ["per_step", "pool"]
 LOOPBACK = "127.0.0.1"
 CLOSE_WITHIN = 10.0  # seconds an actor may keep an unauthenticated connection open
 GATE_LIMIT = 25.0  # a gated step fails by itself after this long (a lost test cannot hang)
@@ -132,16 +138,9 @@ def child_args(cmdline: list[str]) -> tuple[tuple[str, str], tuple[str, int]] | 
 # --- polling -------------------------------------------------------------------------------
 
 
-def poll(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.01) -> Any:
-    """Poll ``condition()`` until it returns something truthy; fail after ``timeout`` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(interval)
+def poll(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    """:func:`tests.world.wait_for`, polling every 10 ms."""
+    return wait_for(condition, timeout, what, interval=0.01)
 
 
 # --- an intruding peer ---------------------------------------------------------------------
@@ -476,25 +475,6 @@ def closed_port() -> int:
 
 
 # --- fixtures ------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    """An active World; on teardown the test's own processes are killed and nothing may be
-    left (a test that failed early still gets its leftovers listed and killed)."""
-    with World(tmp_path / "world") as w:
-        yield w
-        for proc in w._procs:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait(timeout=10)
-        w.reap = True
-        w.assert_clean(10)
-
-
-@pytest.fixture(params=MODES)
-def mode(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 # --- 1. racing the coordinator's connect-back ----------------------------------------------

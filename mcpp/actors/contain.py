@@ -167,28 +167,35 @@ class ChildWatch:
     """A cheap look at this process's children after each pool step.
 
     Reading the ``children`` file of a thread costs well under a microsecond once it is open,
-    so the threads that run steps (the event loop's and the runner's) are watched through open
-    files; threads a step started itself are found with a full scan, made only while more
-    Python threads exist than when the watch began.
+    so every thread's file is kept open; the set of threads is read again (``/proc/self/task``)
+    only when Python's count of threads has changed, so a thread a step started is watched too.
     """
 
-    def __init__(self, tids: Iterable[int]) -> None:
+    def __init__(self) -> None:
         import threading
 
         self.threads = threading
-        self.baseline = threading.active_count()
-        self.fds = []
-        for tid in tids:
-            try:
-                self.fds.append(os.open(f"/proc/self/task/{tid}/children", os.O_RDONLY))
-            except OSError:
-                continue
+        self.count = -1
+        self.fds: dict[str, int] = {}
+
+    def _rescan(self) -> None:
+        try:
+            tids = set(os.listdir("/proc/self/task"))
+        except OSError:
+            tids = set()
+        for tid in set(self.fds) - tids:
+            os.close(self.fds.pop(tid))
+        for tid in tids - set(self.fds):
+            with contextlib.suppress(OSError):
+                self.fds[tid] = os.open(f"/proc/self/task/{tid}/children", os.O_RDONLY)
 
     def any(self) -> bool:
-        """True if this process may have a child (live or zombie)."""
-        if not self.fds or self.threads.active_count() > self.baseline:
-            return bool(children())
-        return any(os.pread(fd, 64, 0) for fd in self.fds)
+        """True if this process has a child (live or zombie)."""
+        count = self.threads.active_count()
+        if count != self.count:
+            self.count = count
+            self._rescan()
+        return any(os.pread(fd, 64, 0) for fd in self.fds.values())
 
 
 async def sweep(known: Callable[[], Collection[int]], interval: float = SWEEP_INTERVAL) -> None:

@@ -206,7 +206,7 @@ class BatchRunner:
         """The runner thread: run each submitted step and report its start and outcome."""
         from mcpp.workflow.targets import resolve
 
-        self.children = contain.ChildWatch((self.pid, threading.get_native_id()))
+        self.children = contain.ChildWatch()
         functions: dict[str, Callable[..., Any]] = {}
         kept: dict[str, bytes] = {}  # results kept for a follower (StartStep.keep)
         while True:
