@@ -540,6 +540,26 @@ def test_22_sigterm_during_start_up_exits_130_without_a_traceback(world: World) 
     r = cli.finish(30, parse=False)
     assert r.code == EXIT_INTERRUPTED, f"exit {r.code}; stderr: {r.stderr}"
     assert "Traceback" not in r.stderr, r.stderr
-    if r.stdout.strip():
-        r.parse()
+    # Empty (interrupted before the run began) or the one document (during the run).
+    assert r.stdout.strip() == "" or r.parse().doc is not None
     world.assert_clean(10, pids=read_pids(pid_file))
+
+
+def test_23_what_steps_print_never_reaches_the_json_document(world: World, mode: str) -> None:
+    wf = workflow(world, [step("loud", "loud")], **options(mode))
+    r = run_cli(world, wf)  # parses stdout as exactly one JSON document
+    assert r.code == 0, why(r)
+    assert r.step("loud")["result"] == 7
+    for line in ("printed by a step", "written to fd 1", "echoed by a subprocess"):
+        assert line in r.stderr, r.stderr
+    world.assert_clean()
+
+
+def test_24_sigkill_of_the_supervisor_during_start_up_leaves_nothing(world: World) -> None:
+    wf, _ = held_workflow(world, "per_step")
+    cli = start_cli(world, wf)
+    # As soon as the coordinator exists, before its runtime is up: it must not outlive us.
+    wait_for(lambda: psutil.Process(cli.pid).children(), 30, "the coordinator", interval=0.001)
+    cli.signal(signal.SIGKILL)
+    cli.proc.wait(timeout=10)
+    world.assert_clean(10)

@@ -138,9 +138,9 @@ def child_args(cmdline: list[str]) -> tuple[tuple[str, str], tuple[str, int]] | 
 # --- polling -------------------------------------------------------------------------------
 
 
-def poll(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    """:func:`tests.world.wait_for`, polling every 10 ms."""
-    return wait_for(condition, timeout, what, interval=0.01)
+def poll(condition: Callable[[], Any], timeout: float, what: str, interval: float = 0.01) -> Any:
+    """:func:`tests.world.wait_for`, polling every 10 ms by default."""
+    return wait_for(condition, timeout, what, interval=interval)
 
 
 # --- an intruding peer ---------------------------------------------------------------------

@@ -439,14 +439,19 @@ async def coordinate(ctx: tractor.Context) -> None:
         run = protocol.to_coordinator.decode(await stream.receive())
         if not isinstance(run, RunWorkflow):
             raise ProtocolError(f"expected RunWorkflow, got {type(run).__name__}")
-        if run.run_dir is not None:
+        if run.run_dir is not None:  # the cleanup is registered first: nothing is ever left
             on_exit(partial(shutil.rmtree, run.run_dir, ignore_errors=True))
-        spawner = await start_helpers()
+            os.mkdir(run.run_dir, 0o700)
         try:
-            await drive(run, stream, frozenset({spawner.pid}))
+            spawner = await start_helpers()
+            try:
+                await drive(run, stream, frozenset({spawner.pid}))
+            finally:
+                with trio.CancelScope(shield=True):
+                    await stop_helpers(spawner)
         finally:
-            with trio.CancelScope(shield=True):
-                await stop_helpers(spawner)
+            if run.run_dir is not None:
+                shutil.rmtree(run.run_dir, ignore_errors=True)
 
 
 async def drive(run: RunWorkflow, stream: Any, helpers: frozenset[int]) -> None:

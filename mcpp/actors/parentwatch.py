@@ -55,16 +55,20 @@ def exit_for_starter() -> None:
         os._exit(EXIT_CODE)
 
 
-def watch_parent(*, forked: bool = False) -> None:
+def watch_parent(*, forked: bool = False, parent: int | None = None) -> None:
     """Start (once per process) a daemon thread that exits this process when its starter dies.
 
     ``forked``: this process was forked by a forkserver, so the starter is the forkserver's
-    parent. Calling it again does nothing.
+    parent. ``parent``: the pid this process was started by (so a parent that died before
+    this call is noticed at once); by default the current parent. Calling it again does
+    nothing. Actors call it from the first lines of their entry point, before the runtime
+    starts (a starter killed during start-up must not leave them behind).
     """
     if _started.is_set():
         return
     _started.set()
-    parent = os.getppid()
+    if parent is None:
+        parent = os.getppid()
     if not forked:
 
         def gone() -> bool:

@@ -8,6 +8,7 @@ events. When the block exits, every actor process of the run is gone.
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import tempfile
@@ -124,12 +125,13 @@ async def open_run(run: RunWorkflow) -> AsyncIterator[RunChannel]:
 async def open_tree(run: RunWorkflow) -> AsyncIterator[RunChannel]:
     """:func:`open_run` without the error unboxing.
 
-    The run gets a private folder (0700) for the files its actors share, removed at the end.
-    In a process that :func:`mcpp.actors.contain.become_subreaper` made a subreaper (the CLI's
-    supervisor), every child but the coordinator is an orphan of the run and is ended, and
+    The run gets a private folder for the files its actors share (``TMPDIR/mcpp-run-RUN_ID``):
+    the coordinator makes it (0700) and removes it, also when it exits for a dead supervisor;
+    this removes it too, in case the coordinator died. In a process that
+    :func:`mcpp.actors.contain.become_subreaper` made a subreaper (the CLI's supervisor), every child but the coordinator is an orphan of the run and is ended, and
     nothing of the run is left when this returns.
     """
-    run_dir = tempfile.mkdtemp(prefix="mcpp-run-")
+    run_dir = os.path.join(tempfile.gettempdir(), f"mcpp-run-{run.run_id}")
     try:
         async with open_actors(msgspec.structs.replace(run, run_dir=run_dir)) as channel:
             yield channel

@@ -20,6 +20,7 @@ from rich.console import Console
 from mcpp.cli.cache import add_cache
 from mcpp.cli.events import open_event_hook
 from mcpp.cli.graph import add_graph
+from mcpp.cli.output import document_stdout
 from mcpp.cli.progress import Progress, summary
 from mcpp.cli.runs import add_resume, add_status
 from mcpp.cli.templates import add_templates, load_target
@@ -110,15 +111,17 @@ def spawn_command(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(dump_plan(spec))
         return 0
-    with (
-        Progress(quiet=args.quiet or args.json) as progress,
-        open_event_hook(args.events, progress.on_event) as on_event,
-    ):
-        run = run_spec if args.no_journal else run_journalled
-        result = trio.run(partial(run, spec, on_event=on_event))
-    if args.json:
-        sys.stdout.buffer.write(result.to_json() + b"\n")
-    else:
+    with document_stdout(args.json) as out:
+        with (
+            Progress(quiet=args.quiet or args.json) as progress,
+            open_event_hook(args.events, progress.on_event) as on_event,
+        ):
+            run = run_spec if args.no_journal else run_journalled
+            result = trio.run(partial(run, spec, on_event=on_event))
+        if args.json:
+            out.write(result.to_json() + b"\n")
+            out.flush()
+    if not args.json:
         summary(result, Console())
     return result.exit_code
 

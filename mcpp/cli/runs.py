@@ -11,6 +11,7 @@ import msgspec
 import trio
 from rich.console import Console
 
+from mcpp.cli.output import document_stdout
 from mcpp.cli.progress import Progress, summary
 from mcpp.errors import WorkflowError
 from mcpp.supervisor.journal import Journal, JournalError
@@ -71,18 +72,22 @@ def status_command(args: argparse.Namespace) -> int:
 def resume_command(args: argparse.Namespace) -> int:
     """Run ``resume``; the exit codes of ``spawn`` (2 for an unknown or running run)."""
     try:
-        with Progress(quiet=args.quiet or args.json) as progress:
+        with (
+            document_stdout(args.json) as out,
+            Progress(quiet=args.quiet or args.json) as progress,
+        ):
             result = trio.run(
                 partial(resume_async, args.run_id, on_event=progress.on_event, handle_signals=True)
             )
+            if args.json:
+                out.write(result.to_json() + b"\n")
+                out.flush()
     except JournalError as exc:
         print(f"mcpp: cannot resume: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except WorkflowError as exc:
         print(f"mcpp: cannot resume: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    if args.json:
-        sys.stdout.buffer.write(result.to_json() + b"\n")
-    else:
+    if not args.json:
         summary(result, Console())
     return result.exit_code

@@ -274,3 +274,11 @@ async def install_sigusr1(**upstream: Any) -> str:
     signal.signal(signal.SIGUSR1, _on_usr1)
     await trio.lowlevel.checkpoint()
     return _handler(signal.SIGUSR1)
+
+
+def loud(**upstream: Any) -> int:
+    """Print through print(), a raw write to fd 1 and a subprocess; return 7."""
+    print("printed by a step", flush=True)
+    os.write(1, b"written to fd 1 by a step\n")
+    subprocess.run(["echo", "echoed by a subprocess of a step"], check=True)
+    return 7

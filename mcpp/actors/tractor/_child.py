@@ -55,6 +55,8 @@ class ForkSpec(msgspec.Struct, frozen=True):
 def fork_main(payload: bytes) -> int:
     '''mcpp: the entry of a child forked by the fork server (``_spawn.FORK_ENTRY``).'''
     from . import _state
+    from mcpp.actors.parentwatch import watch_parent
+    watch_parent(forked=True)  # mcpp: from the first line, not once the runtime is up
     spec = msgspec.msgpack.decode(payload, type=ForkSpec)
     _state.set_auth_key(spec.auth_key)
     subactor = Actor(
@@ -74,7 +76,11 @@ if __name__ == "__main__":
     parser.add_argument("--loglevel", type=str)
     parser.add_argument("--parent_addr", type=parse_ipaddr)
     parser.add_argument("--auth-fd", type=int, required=True)
+    parser.add_argument("--parent-pid", type=int, required=True)
     args = parser.parse_args()
+    # mcpp: exit (ending descendants) when the starter dies, from the first line on
+    from mcpp.actors.parentwatch import watch_parent
+    watch_parent(parent=args.parent_pid)
     from . import _state
     _state.read_auth_key(args.auth_fd)  # mcpp: this tree's key, from the parent
 

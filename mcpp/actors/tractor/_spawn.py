@@ -269,7 +269,7 @@ async def new_proc(
                 if _spawn_method == 'trio':
                     # mcpp: the child gets this tree's key through an inherited socket
                     auth_fd = _state.auth_socket()
-                    spawn_cmd += ["--auth-fd", str(auth_fd)]
+                    spawn_cmd += ["--auth-fd", str(auth_fd), "--parent-pid", str(os.getpid())]
                     try:
                         proc = await trio.lowlevel.open_process(  # type: ignore
                             spawn_cmd, pass_fds=(auth_fd,))
