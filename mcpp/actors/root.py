@@ -128,8 +128,9 @@ async def open_tree(run: RunWorkflow) -> AsyncIterator[RunChannel]:
     The run gets a private folder for the files its actors share (``TMPDIR/mcpp-run-RUN_ID``):
     the coordinator makes it (0700) and removes it, also when it exits for a dead supervisor;
     this removes it too, in case the coordinator died. In a process that
-    :func:`mcpp.actors.contain.become_subreaper` made a subreaper (the CLI's supervisor), every child but the coordinator is an orphan of the run and is ended, and
-    nothing of the run is left when this returns.
+    :func:`mcpp.actors.contain.become_subreaper` made a subreaper (the CLI's supervisor), every
+    child but the coordinator is an orphan of the run and is ended, and nothing of the run is
+    left when this returns.
     """
     run_dir = os.path.join(tempfile.gettempdir(), f"mcpp-run-{run.run_id}")
     try:
