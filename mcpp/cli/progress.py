@@ -70,7 +70,8 @@ class Progress:
                 )
                 line = f"{kind:<10} {event.step}  {event.error.type}: {event.error.message}"
             case StepSkipped():
-                line = f"skipped    {event.step}  (because {event.because})"
+                why = f"because {event.because}" if event.because else "the run stopped"
+                line = f"skipped    {event.step}  ({why})"
             case StepCancelled():
                 line = f"cancelled  {event.step}  ({event.reason})"
         if line is not None:
@@ -108,6 +109,8 @@ def summary(result: RunResult, console: Console) -> None:
         elif record.status == "succeeded":
             detail = repr(record.result)
             detail = detail if len(detail) <= 60 else detail[:57] + "..."
+        if record.ended_processes:  # its author should learn that it left processes behind
+            detail += f" (ended {record.ended_processes} left-over processes)"
         table.add_row(
             step_id,
             Text(record.status, style=STYLES.get(record.status, "")),
