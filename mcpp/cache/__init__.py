@@ -38,6 +38,7 @@ from mcpp.cache.model import (
     parse_ttl,
 )
 from mcpp.cache.sqlite import SQLiteCache
+from mcpp.home import mcpp_home
 
 __all__ = [
     "DEFAULT_MAX_BYTES",
@@ -57,11 +58,6 @@ __all__ = [
     "open_cache",
     "parse_ttl",
 ]
-
-
-def mcpp_home() -> Path:
-    """Return the mcpp home folder: ``$MCPP_HOME`` if set and not empty, else ``./.mcpp``."""
-    return Path(os.environ.get("MCPP_HOME") or ".mcpp")
 
 
 def default_path() -> Path:

@@ -45,6 +45,7 @@ import trio
 
 from mcpp import protocol
 from mcpp.errors import MCPPError
+from mcpp.home import mcpp_home
 from mcpp.supervisor.results import RunRecorder, RunResult, RunStatus, StepResult
 from mcpp.workflow.spec import WorkflowSpec
 
@@ -157,8 +158,7 @@ class JournalRun(msgspec.Struct, kw_only=True):
 
 def journal_path(home: str | os.PathLike[str] | None = None) -> Path:
     """The journal file: ``home``, else ``$MCPP_HOME``, else ``./.mcpp``, plus ``journal.db``."""
-    base = home if home is not None else os.environ.get("MCPP_HOME") or ".mcpp"
-    return Path(base) / "journal.db"
+    return mcpp_home(home) / "journal.db"
 
 
 def spec_hash(spec: WorkflowSpec) -> str:
