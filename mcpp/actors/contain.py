@@ -7,7 +7,7 @@ every descendant it has: SIGTERM (and SIGCONT, so a stopped process gets it), th
 what is still alive after :data:`GRACE` seconds.
 
 An actor that is killed cannot do that, so the processes above it are subreapers as well: the
-coordinator (step and worker actors are its grandchildren, through the forkserver) and the
+coordinator (step and worker actors are its grandchildren, through its fork server) and the
 supervisor of ``mcpp spawn``. Each runs :func:`sweep`, which ends every child it did not start
 itself: those are orphans of an actor that died.
 
@@ -34,6 +34,7 @@ __all__ = [
     "ChildWatch",
     "alive",
     "become_subreaper",
+    "below",
     "children",
     "end",
     "end_descendants",
@@ -149,18 +150,19 @@ def end(find: Callable[[], Iterable[int]], grace: float = GRACE, *, reap: bool =
         time.sleep(POLL)
 
 
+def below(keep: Collection[int] = ()) -> list[int]:
+    """This process's children but ``keep``, each followed by its own descendants."""
+    found = []
+    for child in children():
+        if child not in keep:
+            found.append(child)
+            found.extend(tree(child))
+    return found
+
+
 def end_descendants(grace: float = GRACE, *, keep: Collection[int] = ()) -> int:
     """End every descendant of this process but ``keep`` (and theirs); return the count."""
-
-    def find() -> list[int]:
-        found = []
-        for child in children():
-            if child not in keep:
-                found.append(child)
-                found.extend(tree(child))
-        return found
-
-    return end(find, grace)
+    return end(lambda: below(keep), grace)
 
 
 class ChildWatch:
@@ -207,13 +209,7 @@ async def sweep(known: Callable[[], Collection[int]], interval: float = SWEEP_IN
     """
 
     def orphans() -> list[int]:
-        mine = known()
-        found = []
-        for child in children():
-            if child not in mine:
-                found.append(child)
-                found.extend(tree(child))
-        return found
+        return below(known())
 
     while True:
         await trio.sleep(interval)

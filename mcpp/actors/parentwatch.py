@@ -6,10 +6,11 @@ thread, and the signal fires when that thread exits), so each actor polls from a
 and, once its starter is gone, ends its own descendants (see :mod:`mcpp.actors.contain`), runs
 the clean-ups registered with :func:`on_exit` and exits.
 
-The starter is the parent process, except for actors forked by a forkserver: their parent is
-the forkserver, which outlives the actor that asked for them (every forked child holds the
-forkserver's "alive" pipe open), so they watch the forkserver's parent instead. A starter that
-is a zombie (dead, not yet reaped by its own parent) counts as gone.
+The starter is the parent process, except for actors forked by the coordinator's fork server
+(:mod:`mcpp.actors.spawner`): their parent is the server, which lives as long as the
+coordinator holds its socket, so they watch the server's parent (the coordinator) instead. A
+starter that is a zombie (dead, not yet reaped by its own parent) counts as gone. Actors start
+the watch from the first line of their entry point (``mcpp.actors.tractor._child``).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ def exit_for_starter() -> None:
 def watch_parent(*, forked: bool = False, parent: int | None = None) -> None:
     """Start (once per process) a daemon thread that exits this process when its starter dies.
 
-    ``forked``: this process was forked by a forkserver, so the starter is the forkserver's
+    ``forked``: this process was forked by the fork server, so the starter is the server's
     parent. ``parent``: the pid this process was started by (so a parent that died before
     this call is noticed at once); by default the current parent. Calling it again does
     nothing. Actors call it from the first lines of their entry point, before the runtime
