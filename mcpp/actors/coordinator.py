@@ -133,7 +133,7 @@ class Coordinator:
 
     def emit(self, event: Any) -> None:
         """Queue one event for the supervisor."""
-        self._outbox.emit(event)
+        self._outbox.add(event)
 
     # --- the run ----------------------------------------------------------------------------
 
@@ -158,7 +158,7 @@ class Coordinator:
         with self._cache:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._outbox.flush)
+                nursery.start_soon(self._outbox.run)
                 if self._pool is not None:
                     await nursery.start(self._pool.run)
                 self.deliver(None)
