@@ -35,8 +35,9 @@ from typing import Annotated, Any
 import msgspec
 import msgspec.json
 
-from mcpp import dag
 from mcpp.cache.model import parse_ttl
+from mcpp.dag import Graph
+from mcpp.dag.heuristics import levels as graph_levels
 from mcpp.errors import WorkflowError
 from mcpp.workflow import targets
 from mcpp.workflow.bounded import read_document
@@ -157,7 +158,7 @@ def dump_plan(spec: WorkflowSpec) -> str:
     steps are listed by level, then in definition order. Raises
     :class:`~mcpp.errors.WorkflowError` only for an invalid graph (never for a loaded spec).
     """
-    groups = dag.Graph.from_pairs((step.id, step.depends_on) for step in spec.steps).levels()
+    groups = graph_levels(Graph.from_pairs((step.id, step.depends_on) for step in spec.steps))
     levels = {step_id: level for level, group in enumerate(groups) for step_id in group}
     ordered = [spec.step(step_id) for group in groups for step_id in group]
     depth = len(groups)
@@ -275,7 +276,7 @@ def _build(
             )
     inner = [step for spec in included for step in spec.steps]
     pairs = [(step.id, step.depends_on) for step in inner]
-    dag.Graph.from_pairs([*pairs, *((step.id, step.depends_on) for step in doc.steps)])
+    Graph.from_pairs([*pairs, *((step.id, step.depends_on) for step in doc.steps)])
     folder = os.path.dirname(os.path.abspath(file))
     import_paths = tuple(dict.fromkeys([folder, os.getcwd()]))
     resources = {k: v for spec in included for k, v in spec.resources.items()} | doc.resources
