@@ -54,7 +54,7 @@ def process_death(returncode: int | None, pid: int, role: str = "step process") 
 
 class ProcessHandle:
     """The process of an actor, however it was started (a ``trio.Process`` for the 'trio'
-    start method, a :class:`mcpp.actors.spawner.ForkedProcess` for 'fork_server'), behind one
+    start method, a :class:`mcpp.actors.spawner.parent.ForkedProcess` for 'fork_server'), behind one
     typed interface."""
 
     def __init__(self, process: Any) -> None:
