@@ -28,6 +28,7 @@ from mcpp.actors.spawner.parent import (
 )
 from mcpp.actors.spawner.server import PROTOCOL_ERROR_EXIT
 from mcpp.actors.spawner.wire import HEADER, Exited, Frames, Ready, Spawn, Spawned, frame
+from tests.world import descendants
 
 ENTRIES = "tests.steps.spawner_entries"
 PRELOAD = [ENTRIES]
@@ -41,14 +42,7 @@ def alive(pid: int) -> bool:
 
 
 def living_descendants() -> list[int]:
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if child.status() != psutil.STATUS_ZOMBIE:
-                found.append(child.pid)
-        except psutil.NoSuchProcess:
-            pass
-    return found
+    return [proc.pid for proc in descendants()]
 
 
 def poll_until(done: Callable[[], bool], timeout: float = 10.0) -> bool:
