@@ -351,6 +351,7 @@ class Channel:
         # flag set on ``Portal.cancel_actor()`` indicating
         # remote (peer) cancellation of the far end actor runtime.
         self._cancel_called: bool = False  # set on ``Portal.cancel_actor()``
+        self._cancel_acked: bool = False  # mcpp: the peer answered a cancel request
 
     @classmethod
     def from_stream(

@@ -214,6 +214,12 @@ class Portal:
             log.cancel("This channel is already closed can't cancel")
             return False
 
+        # mcpp: an actor that acknowledged a cancel request is going down; a second request
+        # (the nursery's, after the caller's own) would wait ``cancel_timeout`` for an answer
+        # from an actor that is gone.
+        if self.channel._cancel_acked:
+            return True
+
         log.cancel(
             f"Sending actor cancel request to {self.channel.uid} on "
             f"{self.channel}")
@@ -227,6 +233,7 @@ class Portal:
                 cs.shield = True
 
                 await self.run_from_ns('self', 'cancel')
+                self.channel._cancel_acked = True
                 return True
 
             if cs.cancelled_caught:

@@ -259,7 +259,8 @@ class ActorNursery:
 
                         # spawn cancel tasks for each sub-actor
                         assert portal
-                        if portal.channel.connected():
+                        # mcpp: not an actor whose process has exited already
+                        if portal.channel.connected() and proc.poll() is None:
                             nursery.start_soon(portal.cancel_actor)
 
         # if we cancelled the cancel (we hung cancelling remote actors)
