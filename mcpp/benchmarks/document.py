@@ -59,7 +59,8 @@ class Target(msgspec.Struct, frozen=True):
 
 
 class Figure(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
-    """One measured figure; ``steps`` and ``target_steps`` only where they say something."""
+    """One measured figure; ``steps`` and ``target_steps`` only where they say something;
+    ``peers`` (other systems' stats by name) only in the peers benchmark."""
 
     unit: str
     mcpp: Stats
@@ -69,6 +70,7 @@ class Figure(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     meets_target: bool | None
     steps: int | None = None
     target_steps: int | None = None
+    peers: dict[str, Stats] | None = None
 
 
 def figure(
@@ -179,6 +181,8 @@ def output(doc: Document, as_json: bool) -> None:
         if fig.baseline is not None:
             ratio = "" if fig.ratio is None else f", ratio {fig.ratio:.3g}x"
             line += f", baseline {quantity(fig.baseline.median, fig.unit)}{ratio}"
+        for peer, stats in (fig.peers or {}).items():
+            line += f", {peer} {quantity(stats.median, fig.unit)}"
         if fig.target is not None:
             want = f"{fig.target.op} {quantity(fig.target.value, fig.unit)}"
             line += f", target {want}: {'met' if fig.meets_target else 'NOT met'}"

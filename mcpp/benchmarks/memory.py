@@ -68,6 +68,13 @@ def mib(pid: int) -> float:
     return int(psutil.Process(pid).memory_info().rss) / MIB
 
 
+def pss_mib(pids: Sequence[int]) -> float:
+    """The proportional set size (pages shared between processes counted in shares) of the
+    processes ``pids``, summed, in MiB: what they cost together, unlike a sum of RSS, which
+    counts a page shared by a fork server's children once for each."""
+    return sum(int(psutil.Process(pid).memory_full_info().pss) for pid in pids) / MIB
+
+
 def actor_processes(coordinator: psutil.Process) -> list[int]:
     """The step or worker actors below ``coordinator``: the children of its fork server (its
     only child, ``mcpp.actors.spawner``), which is not an actor itself."""
@@ -109,11 +116,13 @@ def stop(proc: psutil.Popen, *, kill: bool = False) -> None:
 
 class Idle(NamedTuple):
     """The RSS (MiB) of an idle tree: its top process, the coordinator (mcpp's only: 0 for the
-    baseline), and the processes that run steps (actors, or the pool's workers)."""
+    baseline), and the processes that run steps (actors, or the pool's workers); ``pss`` is
+    the PSS of every process of the tree (helpers such as the fork server included)."""
 
     parent: float
     coordinator: float
     children: list[float]
+    pss: float
 
     @property
     def total(self) -> float:
@@ -138,7 +147,8 @@ def idle_mcpp(mode: ActorMode, workers: int, folder: Path) -> Idle:
         wait_for(f"a tree of {workers} actors", complete)
         coordinator = proc.children()[0]
         actors = [mib(pid) for pid in actor_processes(coordinator)]
-        return Idle(mib(proc.pid), mib(coordinator.pid), actors)
+        tree = [proc.pid, *(p.pid for p in proc.children(recursive=True))]
+        return Idle(mib(proc.pid), mib(coordinator.pid), actors, pss_mib(tree))
     finally:
         stop(proc)
 
@@ -149,7 +159,8 @@ def idle_baseline(workers: int) -> Idle:
     proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL)
     try:
         wait_for(f"a pool of {workers} workers", lambda: len(proc.children()) >= workers)
-        return Idle(mib(proc.pid), 0.0, [mib(c.pid) for c in proc.children()])
+        tree = [proc.pid, *(p.pid for p in proc.children(recursive=True))]
+        return Idle(mib(proc.pid), 0.0, [mib(c.pid) for c in proc.children()], pss_mib(tree))
     finally:
         stop(proc, kill=True)
 
@@ -217,6 +228,7 @@ def measure_mode(
             "coordinator_mib": figure("MiB", [r.coordinator for r in idle], None),
             "actor_mib": figure("MiB", actors, [w for b in idle_base for w in b.children]),
             "total_mib": idles.figure("MiB", lambda r: r.total),
+            "total_pss_mib": idles.figure("MiB", lambda r: r.pss),
         },
         "leak": {
             "rss_growth_mib": leaks.figure(
@@ -236,6 +248,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.workers, args.steps, args.per_step_steps = 1, 200, 6
     notes: dict[str, Any] = {
         "idle": "RSS while --workers steps sleep; the baseline is a bare ProcessPoolExecutor",
+        "total_pss_mib": "PSS of every process of the tree (a shared page counted in shares): "
+        "what the tree costs; total_mib sums RSS, counting a page the fork server's children "
+        "share once for each",
         "supervisor": "the baseline's counterpart is the process that owns the pool",
         "rss_growth_mib": "rss_end_mib - rss_start_mib over the steps that ran (the figure's "
         "'steps'); the issue's target is for 100,000 steps in pool mode",

@@ -66,7 +66,7 @@ def check_document(raw: dict[str, Any], doc: Document, name: str, modes: set[str
     assert doc.machine.cpu_count is not None and doc.machine.cpu_count >= 1
     assert all(doc.machine.packages[p] for p in MACHINE_PACKAGES)
     assert "ProcessPoolExecutor" in doc.baseline
-    assert set(raw["figures"]) - {"serial_s"} == modes
+    assert set(raw["figures"]) - {"serial_s", "cli"} == modes
     found = list(leaves(doc.figures))
     assert found
     for path, fig in found:
@@ -119,8 +119,12 @@ def test_memory_reports_every_process_and_growth(no_leftovers: None) -> None:
     raw, doc = run_benchmark("memory", "--modes", "pool")
     check_document(raw, doc, "memory", {"pool"})
     idle, leak = raw["figures"]["pool"]["idle"], raw["figures"]["pool"]["leak"]
-    assert set(idle) == {"supervisor_mib", "coordinator_mib", "actor_mib", "total_mib"}
+    assert set(idle) == {
+        "supervisor_mib", "coordinator_mib", "actor_mib", "total_mib", "total_pss_mib",
+    }  # fmt: skip
     assert idle["total_mib"]["mcpp"]["min"] > idle["supervisor_mib"]["mcpp"]["max"]
+    # PSS counts a page shared by several processes in shares, RSS once in each.
+    assert 0 < idle["total_pss_mib"]["mcpp"]["max"] < idle["total_mib"]["mcpp"]["min"]
     growth = leak["rss_growth_mib"]
     assert growth["steps"] == doc.notes["pool_leak_steps"] == doc.parameters["steps"]
     assert growth["target"] == {"op": "<", "value": 5.0} and growth["target_steps"] == 100_000
@@ -131,7 +135,30 @@ def test_startup_times_the_cli(no_leftovers: None) -> None:
     raw, doc = run_benchmark("startup", "--modes", "per_step")
     check_document(raw, doc, "startup", {"per_step"})
     assert set(raw["figures"]["per_step"]) == {"cli_one_step_s"}
+    assert set(raw["figures"]["cli"]) == {"cli_help_s", "cli_status_s"}
+    assert raw["figures"]["per_step"]["cli_one_step_s"]["target"] == {"op": "<=", "value": 0.5}
+    assert raw["figures"]["cli"]["cli_status_s"]["target"] == {"op": "<=", "value": 0.2}
     assert doc.python_floor_s is not None and doc.python_floor_s.n == 1
+
+
+@pytest.mark.skipif(
+    importlib.util.find_spec("distributed") is None,
+    reason="Dask is not installed (uv sync --group bench, or the dev group's mcpp[dask])",
+)
+def test_peers_measures_every_workload_on_every_system(no_leftovers: None) -> None:
+    raw, doc = run_benchmark("peers", "--modes", "pool")
+    check_document(raw, doc, "peers", {"pool"})
+    pool = raw["figures"]["pool"]
+    assert set(pool) == {
+        "cold_start_s", "fanout(3+join)", "chain(3)", "layered(2x2)", "cpu(2x0.01s)", "idle",
+    }  # fmt: skip
+    assert set(pool["fanout(3+join)"]) == {"whole_run_steps_per_s", "in_run_steps_per_s"}
+    assert set(pool["idle"]) == {"total_rss_mib", "total_pss_mib"}
+    for path, fig in leaves(doc.figures):
+        assert fig.peers is not None and fig.peers["dask"].n == 1, path
+        assert fig.peers["dask"].median > 0, path
+    ray = importlib.util.find_spec("ray") is not None
+    assert ("ray" in doc.notes) is not ray, "a missing Ray is named in the notes"
 
 
 def test_faults_are_detected_and_leave_no_process(no_leftovers: None) -> None:
