@@ -5,8 +5,9 @@
 
 Runs ``mcpp.benchmarks.all`` (the options after ``--from`` are its own), renders one Markdown
 table of every figure (medians, ratio mcpp / baseline, the issue's target and whether it is
-met) and the comparison with other systems, whose reference figures are ``docs/peers.toml``,
-and prints it. With a README path it rewrites the lines between :data:`BEGIN` and :data:`END`
+met) and the comparison with other systems, and prints it. The comparison is the ``peers``
+benchmark's document when the run has one (every system measured in the run, the same way);
+otherwise the reference figures of ``docs/peers.toml``. With a README path it rewrites the lines between :data:`BEGIN` and :data:`END`
 (kept) and nothing else. ``--json PATH`` saves the run; ``--from PATH`` renders a saved run
 instead of running the benchmarks.
 """
@@ -114,6 +115,31 @@ def comparison(docs: Sequence[Document], peers: Peers) -> str:
     return "\n".join(lines) + "\n"
 
 
+PEER_NAMES = {"dask": "Dask distributed (this run)", "ray": "Ray (this run)"}
+MEASURED_NOTE = (
+    "Every system measured in this run by `python -m mcpp.benchmarks.peers` (2 worker "
+    "processes each; mcpp in pool mode, journalled). *Whole-run* figures include starting and "
+    "stopping the system, *in-run* ones start at the first submission to warm workers. "
+    "Higher is better except for s, ms and MiB."
+)
+
+
+def measured(doc: Document) -> str:
+    """The peers benchmark's figures as a table: a row a workload, a column a system."""
+    names = sorted({name for _, fig in leaves(doc.figures) for name in fig.peers or {}})
+    lines = head(["workload", "mcpp", "stdlib baseline", *(PEER_NAMES.get(n, n) for n in names)])
+    for path, fig in leaves(doc.figures):
+        label = path.removeprefix("pool/").replace("/", ", ").replace("_", " ")
+        base = "-" if fig.baseline is None else quantity(fig.baseline.median, fig.unit)
+        others = [
+            quantity(fig.peers[n].median, fig.unit) if fig.peers and n in fig.peers else "-"
+            for n in names
+        ]
+        lines.append(row([label, quantity(fig.mcpp.median, fig.unit), base, *others]))
+    skipped = [f"{name}: {doc.notes[name]}" for name in ("dask", "ray") if name in doc.notes]
+    return "\n".join(lines) + "\n" + ("\n" + "; ".join(skipped) + "\n" if skipped else "")
+
+
 def section(suite: bench_all.Suite, command: str, peers: Peers) -> str:
     """The README's section: the command, date and machine, the two tables."""
     machine = suite.documents[-1].machine
@@ -124,10 +150,16 @@ def section(suite: bench_all.Suite, command: str, peers: Peers) -> str:
         f"Machine: {machine.cpu_count} CPUs, Python {machine.python} ({machine.platform}); "
         f"{packages}; load average {suite.load_before:.2f} before, {suite.load_after:.2f} after.",
         EXPLAIN,
-        markdown(suite.documents),
-        f"**Compared with Ray, Dask and Prefect.** {peers.note}",
-        comparison(suite.documents, peers),
+        markdown([doc for doc in suite.documents if doc.benchmark != "peers"]),
     ]
+    ran = [doc for doc in suite.documents if doc.benchmark == "peers"]
+    if ran:
+        parts += [f"**Compared with Dask and Ray.** {MEASURED_NOTE}", measured(ran[-1])]
+    else:
+        parts += [
+            f"**Compared with Ray, Dask and Prefect.** {peers.note}",
+            comparison(suite.documents, peers),
+        ]
     return "\n\n".join(part.rstrip("\n") for part in parts) + "\n"
 
 

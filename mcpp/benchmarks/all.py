@@ -23,7 +23,7 @@ from mcpp.benchmarks.document import Document, emit
 
 __all__ = ["BENCHMARKS", "MODEST", "Suite", "main", "parser", "run", "run_one"]
 
-BENCHMARKS = ("dispatch", "scaling", "payload", "memory", "startup", "faults")
+BENCHMARKS = ("dispatch", "scaling", "payload", "memory", "startup", "faults", "peers")
 
 # The sizes where they fit in a few minutes on 2 cores: dispatch and the memory leak
 # check at full size; scaling on 2 workers only (the figure; alone it runs 1..cpus).
@@ -36,6 +36,7 @@ MODEST: Mapping[str, tuple[str, ...]] = {
                "--per-step-steps", "40"),
     "startup": ("--repeat", "3",),
     "faults": ("--repeat", "2",),
+    "peers": ("--repeat", "3",),  # Dask and Ray only where installed (uv run --group bench)
 }  # fmt: skip
 
 

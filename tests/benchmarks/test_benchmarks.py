@@ -231,6 +231,20 @@ def test_the_peer_comparison_takes_mcpp_and_baseline_from_the_run(script: Module
     assert "| - | - |" in chain_row, "a figure the run lacks is a dash, never a number"
 
 
+def test_a_run_with_peers_renders_the_measured_comparison(script: ModuleType) -> None:
+    cold = msgspec.structs.replace(
+        figure("s", [0.4], [0.1]), peers={"dask": Stats(2.0, 2.5, 3.0, 3)}
+    )
+    idle = figure("MiB", [90.0], [30.0])  # no peer measured it: a dash
+    figures = {"pool": {"cold_start_s": cold, "idle": {"total_pss_mib": idle}}}
+    doc = document("peers", Namespace(), figures, {"ray": "not importable here: skipped"})
+    table = script.measured(doc).splitlines()
+    assert table[0] == "| workload | mcpp | stdlib baseline | Dask distributed (this run) |"
+    assert table[2] == "| cold start s | 0.4 s | 0.1 s | 2.5 s |"
+    assert table[3] == "| idle, total pss mib | 90 MiB | 30 MiB | - |"
+    assert table[-1] == "ray: not importable here: skipped"
+
+
 def test_run_dag_passes_upstream_results_in_dependency_order() -> None:
     with_relays = [*chain(1), *(t._replace(fn=relay) for t in chain(3)[1:])]
 
