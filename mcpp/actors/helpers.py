@@ -7,6 +7,7 @@ from functools import partial
 import trio
 
 from mcpp.actors import contain
+from mcpp.actors.boot import FORK_SERVER_PRELOAD
 from mcpp.actors.spawner.parent import Spawner
 from mcpp.actors.tractor import _spawn
 
@@ -23,7 +24,7 @@ async def start_helpers() -> Spawner:
     any other child is an orphan of a dead actor. A forked actor's parent is the server, so it
     watches the server's parent to know when to exit (``mcpp.actors.parentwatch``).
     """
-    spawner = await Spawner.start(["mcpp.actors.step"])
+    spawner = await Spawner.start(FORK_SERVER_PRELOAD)
     _spawn.set_fork_server(spawner)
     _spawn.try_set_start_method("fork_server")
     return spawner

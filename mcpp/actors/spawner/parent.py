@@ -19,6 +19,7 @@ import msgspec
 import psutil
 import trio
 
+from mcpp.actors.spawner import early
 from mcpp.actors.spawner.wire import (
     Exited,
     Frames,
@@ -171,23 +172,29 @@ class Spawner:
     async def start(cls, preload: Sequence[str] = (), *, ready_within: float = 30.0) -> Spawner:
         """Start a server that imports ``preload``; return once it is ready.
 
-        Raises :class:`SpawnerError` if a preload fails or the server exits or does not get
-        ready within ``ready_within`` seconds (it is killed then), ProtocolError if it says
-        something else than :class:`Ready` first, ValueError for a bad module name.
+        The server :func:`mcpp.actors.spawner.early.launch` started with the same ``preload``,
+        if any, is taken instead of starting one. Raises :class:`SpawnerError` if a preload
+        fails or the server exits or does not get ready within ``ready_within`` seconds (it is
+        killed then), ProtocolError if it says something else than :class:`Ready` first,
+        ValueError for a bad module name.
         """
         for name in preload:
             if not all(part.isidentifier() for part in name.split(".")):
                 raise ValueError(f"not a module name: {name!r}")
-        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        command = [sys.executable, "-m", "mcpp.actors.spawner", "--fd", str(theirs.fileno())]
-        command += ["--preload", ",".join(preload)]
-        try:
-            process = await trio.lowlevel.open_process(command, pass_fds=(theirs.fileno(),))
-        except BaseException:
-            ours.close()
-            raise
-        finally:
-            theirs.close()
+        launched = early.take(preload)
+        if launched is not None:  # started before this process's imports: adopt it
+            popen, ours = launched
+            process: trio.Process = trio.Process._create(popen, None, None, None)  # type: ignore[attr-defined]
+        else:
+            ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                command = early.command(theirs.fileno(), preload)
+                process = await trio.lowlevel.open_process(command, pass_fds=(theirs.fileno(),))
+            except BaseException:
+                ours.close()
+                raise
+            finally:
+                theirs.close()
         spawner = cls(process, trio.SocketStream(trio.socket.from_stdlib_socket(ours)))
         try:
             with trio.fail_after(ready_within):

@@ -243,7 +243,9 @@ async def new_proc(
             "-m",
             # Hardcode this (instead of using ``_child.__name__`` to avoid a
             # double import warning: https://stackoverflow.com/a/45070583
-            "mcpp.actors.tractor._child",
+            # mcpp: through mcpp.actors.boot, which runs ``_child`` (the coordinator's fork
+            # server starts first there)
+            "mcpp.actors.boot",
             # We provide the child's unique identifier on this exec/spawn
             # line for debugging purposes when viewing the process tree from
             # the OS; it otherwise can be passed via the parent channel if

@@ -1,0 +1,36 @@
+"""The first module of an actor started as a fresh interpreter (tractor's ``'trio'`` method).
+
+``python -m mcpp.actors.boot --uid "('NAME', 'UUID')" ...`` runs tractor's child entry
+(``mcpp.actors.tractor._child``, same arguments). For the coordinator it first starts the fork
+server its steps and workers are forked from (:mod:`mcpp.actors.spawner.early`), so that the
+two interpreters import the runtime at the same time instead of one after the other. Nothing
+but the standard library is imported before that.
+"""
+
+from __future__ import annotations
+
+import itertools
+import runpy
+import sys
+from collections.abc import Sequence
+
+__all__ = ["COORDINATOR", "FORK_SERVER_PRELOAD", "is_coordinator"]
+
+COORDINATOR = "mcpp-coordinator"
+FORK_SERVER_PRELOAD = ("mcpp.actors.step",)
+
+
+def is_coordinator(argv: Sequence[str]) -> bool:
+    """Whether ``argv`` (a child's arguments) names the coordinator in ``--uid``."""
+    for flag, value in itertools.pairwise(argv):
+        if flag == "--uid":
+            return value.startswith(f"({COORDINATOR!r},")
+    return False
+
+
+if __name__ == "__main__":
+    if is_coordinator(sys.argv[1:]):
+        from mcpp.actors.spawner import early
+
+        early.launch(FORK_SERVER_PRELOAD)
+    runpy.run_module("mcpp.actors.tractor._child", run_name="__main__", alter_sys=True)
