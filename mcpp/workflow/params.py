@@ -28,10 +28,11 @@ A workflow file's ``[params]`` table maps each parameter name to either
 Values given on a command line are :class:`ParamText`: text that the declared type, or the
 type of the plain default, parses: a string keeps the text as is (``--param tag=1.10`` stays
 ``"1.10"``, ``--param out=2024`` stays ``"2024"``, ``true`` and ``null`` stay text); other values
-are parsed as a JSON or TOML value when they are one, then checked against the type. Every value, given or parsed, must stay within
-:mod:`mcpp.workflow.limits` (nesting, size, 64-bit integers, valid Unicode). Errors are
-:class:`~mcpp.errors.WorkflowError` with ``field="params.NAME"`` for a typed parameter and
-``field="params"`` for a plain default or an unknown name (as before typed parameters).
+are parsed as a JSON or TOML value when they are one, then checked against the type. Every
+value, given or parsed, must stay within :mod:`mcpp.workflow.limits` (nesting, size, 64-bit
+integers, valid Unicode). Errors are :class:`~mcpp.errors.WorkflowError` with
+``field="params.NAME"`` for a typed parameter and ``field="params"`` for a plain default or an
+unknown name (as before typed parameters).
 """
 
 from __future__ import annotations
