@@ -10,7 +10,6 @@ prefix that names several entries).
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -50,6 +49,8 @@ def add_cache(commands: Any) -> None:
 
 def _with_cache(path: Path, action: Callable[[CacheBackend], int]) -> int:
     """Open the cache at ``path``, run ``action`` and return its exit code (1 if unusable)."""
+    import sqlite3
+
     from mcpp.cache import open_cache
 
     try:

@@ -225,3 +225,24 @@ def test_dir_names_the_template_folder_for_spawn_and_graph(world: World) -> None
     assert "touch" in json.dumps(json.loads(drawn.stdout))
     missing = run(world, "graph", "tiny")  # not in ./templates of the working directory
     assert missing.returncode == 2 and "tiny" in missing.stderr
+
+
+def test_help_and_version_import_nothing_heavy() -> None:
+    code = (
+        "import sys\n"
+        "from mcpp.cli.main import main\n"
+        "for argv in (['--help'], ['--version'], ['spawn', '--help']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = {'trio', 'rich', 'msgspec', 'psutil', 're2', 'sqlite3', 'yaml'}\n"
+        "loaded = {m.split('.')[0] for m in sys.modules} & heavy\n"
+        "loaded |= {m for m in sys.modules if m.startswith(('mcpp.actors', 'mcpp.supervisor.r'))}\n"
+        "print(sorted(loaded), file=sys.stderr)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert "usage: mcpp" in done.stdout and "--dir DIR" in done.stdout
+    assert done.stderr == "[]\n"
