@@ -95,6 +95,8 @@ def ls_command(args: argparse.Namespace) -> int:
 
 def show_command(args: argparse.Namespace) -> int:
     """Show one template; an unknown template or version is a usage error (exit 2)."""
+    from mcpp.workflow.params import plain_type
+
     template = _registry(args).find(args.ref)
     document = {
         **_row(template),
@@ -110,7 +112,7 @@ def show_command(args: argparse.Namespace) -> int:
         print(f"  {template.description}")
     print("params:" if template.params else "params: none")
     for name, spec in template.params.items():
-        facts: list[str] = [spec.type or "any (plain default)"]
+        facts: list[str] = [spec.type or f"{plain_type(spec.default)} (from its default)"]
         facts.append("required" if spec.required else f"default {spec.default!r}")
         if spec.choices:
             facts.append("one of " + ", ".join(map(repr, spec.choices)))

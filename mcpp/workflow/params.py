@@ -67,6 +67,7 @@ __all__ = [
     "declare_params",
     "parse_param_texts",
     "parse_value",
+    "plain_type",
     "resolve_params",
 ]
 
@@ -349,6 +350,22 @@ def _check(name: str, spec: ParamSpec, value: Any) -> Any:
             field=field,
         )
     return value
+
+
+def plain_type(default: Any) -> str:
+    """The type a plain default gives its parameter, in declaration terms (``integer``,
+    ``number``, ``boolean``, ``string``, ``array``, ``object``), or ``any`` for ``None``."""
+    for kind, types in (
+        ("boolean", bool),
+        ("integer", int),
+        ("number", float),
+        ("string", str),
+        ("array", list | tuple),
+        ("object", dict),
+    ):
+        if isinstance(default, types):
+            return kind
+    return "any"
 
 
 def _legacy(name: str, default: Any, value: Any) -> Any:

@@ -16,7 +16,7 @@ import pytest
 
 from mcpp.errors import WorkflowError
 from mcpp.workflow.loader import load_workflow_spec
-from mcpp.workflow.params import parse_param_texts, resolve_params
+from mcpp.workflow.params import parse_param_texts, plain_type, resolve_params
 
 PARAMS = """
 out = "out/report.md"
@@ -102,3 +102,12 @@ def test_a_mismatch_names_the_file_the_parameter_and_the_type(tmp_path: Path) ->
     assert str(info.value) == (
         f"{path}: field 'params': parameter 'rows' must be an int (its default is 10), got 'ten'"
     )
+
+
+@pytest.mark.parametrize(
+    ("default", "kind"),
+    [(True, "boolean"), (3, "integer"), (0.5, "number"), ("x", "string"), ([1], "array"),
+     ({"a": 1}, "object"), (None, "any")],
+)  # fmt: skip
+def test_plain_type_names_the_type_a_default_gives(default: Any, kind: str) -> None:
+    assert plain_type(default) == kind
