@@ -7,19 +7,17 @@ authenticated with the run's key, and a connection other than the parent's is re
 
 from __future__ import annotations
 
-import inspect
 import os
 import signal
 import time
 import traceback
-from functools import partial
 from typing import Any
 
 import msgspec
 import outcome
 import trio
 
-from mcpp import protocol
+from mcpp import calls, protocol
 from mcpp.actors import contain, tractor
 from mcpp.actors.parentwatch import watch_parent
 from mcpp.actors.runner import BatchRunner
@@ -31,16 +29,21 @@ __all__ = ["HEARTBEAT_INTERVAL", "run_start", "serve"]
 HEARTBEAT_INTERVAL = 1.0
 
 
-_MCPP = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_MCPP = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 INTERNAL_PATHS = (
     *(
         os.path.dirname(path) + os.sep
         for path in (trio.__file__, outcome.__file__, msgspec.__file__)
         if path is not None
     ),
-    *(os.path.join(_MCPP, part) + os.sep for part in ("actors", "workflow", "supervisor", "cache")),
+    _MCPP,
     "<frozen importlib.",
 )
+USER_PATHS = (os.path.join(_MCPP, "benchmarks") + os.sep,)  # mcpp's own steps, not runtime
+
+
+def _internal(filename: str) -> bool:
+    return filename.startswith(INTERNAL_PATHS) and not filename.startswith(USER_PATHS)
 
 
 def error_info(exc: BaseException) -> ErrorInfo:
@@ -59,7 +62,7 @@ def error_info(exc: BaseException) -> ErrorInfo:
         if id(part) in seen:
             continue
         seen.add(id(part))
-        frames = [f for f in part.stack if not f.filename.startswith(INTERNAL_PATHS)]
+        frames = [f for f in part.stack if not _internal(f.filename)]
         part.stack = traceback.StackSummary.from_list(frames)
         pending += [e for e in (part.__cause__, part.__context__) if e is not None]
     return ErrorInfo(type=type(exc).__name__, message=str(exc), traceback="".join(summary.format()))
@@ -75,10 +78,7 @@ async def call(start: StartStep) -> msgspec.Raw:
 
     fn = resolve(start.target, import_paths=start.import_paths, main_path=start.main_path)
     kwargs: dict[str, Any] = protocol.decode_value(start.kwargs)
-    if inspect.iscoroutinefunction(fn):
-        value = await fn(**kwargs)
-    else:
-        value = await trio.to_thread.run_sync(partial(fn, **kwargs), abandon_on_cancel=True)
+    value = await calls.call(fn, kwargs=kwargs, abandon_on_cancel=True)
     return protocol.encode_value(value, step=start.step)
 
 

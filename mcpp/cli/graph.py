@@ -55,15 +55,15 @@ def step_states(steps: dict[str, StepResult]) -> dict[str, StepState]:
 
 def render(spec: WorkflowSpec, output: str, states: dict[str, StepState] | None = None) -> str:
     """Return the graph of ``spec`` in ``output`` (one of :data:`FORMATS`)."""
-    from mcpp.dag import Graph
+    from mcpp.dag import Graph, export
 
     graph = Graph({step.id: step.depends_on for step in spec.steps})
     if output == "dot":
-        return graph.to_dot(states, name=spec.name)
+        return export.to_dot(graph, states, name=spec.name)
     if output == "mermaid":
-        return graph.to_mermaid(states)
+        return export.to_mermaid(graph, states)
     if output == "json":
-        return graph.to_json(states) + "\n"
+        return export.to_json(graph, states) + "\n"
     raise ValueError(f"unknown graph format {output!r}")
 
 
