@@ -7,15 +7,8 @@ import sys
 from functools import partial
 from typing import Any
 
-import msgspec
-import trio
-from rich.console import Console
-
-from mcpp.cli.output import document_stdout
-from mcpp.cli.progress import Progress, summary
+from mcpp.cli.output import document_stdout, stdout_console
 from mcpp.errors import WorkflowError
-from mcpp.supervisor.journal import Journal, JournalError
-from mcpp.supervisor.resume import resume_async
 
 __all__ = ["add_resume", "add_status"]
 
@@ -43,6 +36,11 @@ def add_resume(commands: Any) -> None:
 
 def status_command(args: argparse.Namespace) -> int:
     """Run ``status``: 0 when shown, 2 for an unknown run id."""
+    import msgspec
+
+    from mcpp.cli.progress import summary
+    from mcpp.supervisor.journal import Journal, JournalError
+
     try:
         with Journal.open() as journal:
             if args.run_id is None:
@@ -56,7 +54,7 @@ def status_command(args: argparse.Namespace) -> int:
         if args.json:
             sys.stdout.buffer.write(result.to_json() + b"\n")
         else:
-            summary(result, Console())
+            summary(result, stdout_console())
         return 0
     if args.json:
         sys.stdout.buffer.write(msgspec.json.encode({"runs": runs}) + b"\n")
@@ -71,6 +69,12 @@ def status_command(args: argparse.Namespace) -> int:
 
 def resume_command(args: argparse.Namespace) -> int:
     """Run ``resume``; the exit codes of ``spawn`` (2 for an unknown or running run)."""
+    import trio
+
+    from mcpp.cli.progress import Progress, summary
+    from mcpp.supervisor.journal import JournalError
+    from mcpp.supervisor.resume import resume_async
+
     try:
         with (
             document_stdout(args.json) as out,
@@ -89,5 +93,5 @@ def resume_command(args: argparse.Namespace) -> int:
         print(f"mcpp: cannot resume: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if not args.json:
-        summary(result, Console())
+        summary(result, stdout_console())
     return result.exit_code

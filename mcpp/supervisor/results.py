@@ -8,11 +8,13 @@ journal is the same document ``spawn --json`` printed.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any, Literal
 
 import msgspec
 
 from mcpp import protocol
+from mcpp.errors import RunFailed
 from mcpp.protocol import (
     ErrorInfo,
     RunFinished,
@@ -29,6 +31,14 @@ __all__ = ["Attempt", "RunRecorder", "RunResult", "RunStatus", "StepResult", "St
 
 StepStatus = StepState  # the one vocabulary (mcpp.status); the JSON holds its values
 RunStatus = Literal["running", "succeeded", "failed", "cancelled", "interrupted"]
+SHOWN_FAILURES = 3
+MESSAGE_CHARS = 500
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line, cut to :data:`MESSAGE_CHARS` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 3] + "..."
 
 
 class Attempt(msgspec.Struct, kw_only=True):
@@ -75,6 +85,35 @@ class RunResult(msgspec.Struct, kw_only=True):
     def to_json(self) -> bytes:
         """Encode as JSON (the ``spawn --json`` document)."""
         return msgspec.json.encode(self)
+
+    def failures(self) -> dict[str, StepResult]:
+        """The steps that failed, timed out or were cancelled, in definition order (skipped
+        steps did not run: the failure upstream of them is listed instead)."""
+        bad = (StepState.FAILED, StepState.TIMED_OUT, StepState.CANCELLED)
+        return {step_id: r for step_id, r in self.steps.items() if r.status in bad}
+
+    def summary_line(self) -> str:
+        """One line: the workflow, run id, status, time, counts by status and, for each failed
+        step (at most three named), its error on one line, e.g. ``etl: run 0190... failed in
+        3.10 s (1 failed, 1 skipped, 2 succeeded); step 'transform' failed: ValueError: bad``."""
+        counts = Counter(str(r.status) for r in self.steps.values())
+        tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        line = f"{self.workflow}: run {self.run_id} {self.status} in {self.duration_s:.2f} s"
+        line += f" ({tally})" if tally else ""
+        failures = list(self.failures().items())
+        for step_id, record in failures[:SHOWN_FAILURES]:
+            line += f"; step {step_id!r} {record.status}"
+            if record.error is not None:
+                line += f": {_one_line(f'{record.error.type}: {record.error.message}')}"
+        if len(failures) > SHOWN_FAILURES:
+            line += f"; and {len(failures) - SHOWN_FAILURES} more"
+        return line
+
+    def raise_for_status(self) -> None:
+        """Raise :class:`~mcpp.errors.RunFailed` unless the run succeeded; its message is
+        :meth:`summary_line`, naming each failed step and its error."""
+        if self.status != "succeeded":
+            raise RunFailed(self.summary_line(), result=self, failed=list(self.failures()))
 
     @property
     def exit_code(self) -> int:
