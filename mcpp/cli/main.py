@@ -20,6 +20,7 @@ from rich.console import Console
 from mcpp.cli.cache import add_cache
 from mcpp.cli.events import open_event_hook
 from mcpp.cli.graph import add_graph
+from mcpp.cli.manage import add_cancel, add_runs
 from mcpp.cli.output import document_stdout
 from mcpp.cli.progress import Progress, summary
 from mcpp.cli.runs import add_resume, add_status
@@ -166,6 +167,8 @@ COMMANDS: list[Callable[[Any], None]] = [
     add_spawn,
     add_status,
     add_resume,
+    add_cancel,
+    add_runs,
     add_cache,
     add_graph,
     add_templates,

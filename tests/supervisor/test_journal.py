@@ -23,10 +23,10 @@ import trio
 
 from mcpp import protocol
 from mcpp.cli.main import main as cli_main
-from mcpp.errors import WorkflowError
 from mcpp.protocol import ErrorInfo, StepFailed, StepSkipped, StepStarted, StepSucceeded
+from mcpp.supervisor.changes import plan_resume
 from mcpp.supervisor.journal import Journal, JournalError, JournalWriter, RunEnded, journal_path
-from mcpp.supervisor.resume import check_compatible, resume
+from mcpp.supervisor.resume import resume
 from mcpp.workflow.spec import StepSpec, WorkflowSpec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -226,34 +226,43 @@ def test_a_writer_killed_at_random_points_leaves_a_consistent_journal(tmp_path: 
 # --- compatibility -----------------------------------------------------------------------------
 
 
-def test_compatible_changes_are_execution_options_only() -> None:
-    spec = make_spec(("a", ()), ("b", ("a",)))
+def test_a_resume_reuses_only_unchanged_succeeded_steps_with_unchanged_upstream() -> None:
+    spec = make_spec(("a", ()), ("b", ("a",)), ("c", ("b",)), ("d", ()))
+    hashes = {s.id: f"h-{s.id}" for s in spec.steps}
+    done = {"a", "b", "c", "d"}
+    same = plan_resume(spec, spec, done, hashes, hashes)
+    assert (same.reused, same.rerun, same.notices()) == (["a", "b", "c", "d"], {}, [])
     slower = msgspec.structs.replace(
         spec,
         max_concurrent=1,
         steps=tuple(msgspec.structs.replace(s, timeout=9.0, retries=3) for s in spec.steps),
     )
-    check_compatible(spec, slower, run_id="r")
-    cases: list[tuple[WorkflowSpec, str]] = [
-        (make_spec(("a", ()), ("b", ("a",)), ("c", ())), "added: c"),
-        (make_spec(("a", ())), "removed: b"),
-        (make_spec(("a", ()), ("b", ())), " 'depends_on'"),
-        (
-            msgspec.structs.replace(
-                spec, steps=(msgspec.structs.replace(spec.steps[0], args={"x": 1}), spec.steps[1])
-            ),
-            "step 'a', field 'args'",
-        ),
-        (
-            msgspec.structs.replace(
-                spec, steps=(spec.steps[0], msgspec.structs.replace(spec.steps[1], run="m:g"))
-            ),
-            "step 'b', field 'run'",
-        ),
-    ]
-    for changed, message in cases:
-        with pytest.raises(WorkflowError, match=message):
-            check_compatible(spec, changed, run_id="r")
+    assert plan_resume(spec, slower, done, hashes, hashes).rerun == {}  # options are free
+    failed = {"a", "d"}  # b failed, c was skipped: they run, whatever changed in them
+    b_fixed = msgspec.structs.replace(spec.steps[1], args={"fixed": True}, run="m:g")
+    fixed = msgspec.structs.replace(spec, steps=(spec.steps[0], b_fixed, *spec.steps[2:]))
+    plan = plan_resume(spec, fixed, failed, hashes, hashes)
+    assert (plan.reused, plan.rerun) == (["a", "d"], {})
+    a_args = msgspec.structs.replace(spec.steps[0], args={"x": 1})
+    edited = msgspec.structs.replace(spec, steps=(a_args, *spec.steps[1:]))
+    plan = plan_resume(spec, edited, done, hashes, hashes)
+    assert plan.reused == ["d"]
+    assert plan.rerun == {
+        "a": "its definition changed (args)",
+        "b": "upstream step 'a' runs again",
+        "c": "upstream step 'b' runs again",
+    }
+    plan = plan_resume(spec, spec, done, hashes, {**hashes, "b": "new"})
+    assert plan.reused == ["a", "d"] and plan.rerun["b"].startswith("its function's code changed")
+    assert plan.notices()[0].startswith("step 'b' runs again: its function's code changed")
+    plan = plan_resume(spec, spec, done, {}, hashes)  # a journal without function hashes
+    assert plan.reused == [] and "no record" in plan.rerun["a"]
+    # Shape: d removed (dropped), e added (runs), c now also after e (runs again).
+    reshaped = make_spec(("a", ()), ("b", ("a",)), ("e", ()), ("c", ("b", "e")))
+    plan = plan_resume(spec, reshaped, done, hashes, {**hashes, "e": "h-e"})
+    assert (plan.reused, plan.added, plan.dropped) == (["a", "b"], ["e"], ["d"])
+    assert plan.rerun == {"c": "its definition changed (depends_on)"}
+    assert "step 'd' was removed from the workflow: its result is dropped" in plan.notices()
 
 
 # --- real runs through the CLI -------------------------------------------------------------------
@@ -442,7 +451,7 @@ def test_status_shows_a_finished_run_as_spawn_printed_it_and_resume_is_a_no_op(
     assert code == 2 and "no run 'no-such-run'" in err
 
 
-def test_a_failed_run_resumes_after_a_fix_and_an_incompatible_change_is_refused(
+def test_a_failed_run_resumes_after_a_fix_and_a_changed_succeeded_step_runs_again(
     tmp_path: Path, no_leftovers: None
 ) -> None:
     home, logs = tmp_path / "home", tmp_path / "logs"
@@ -473,17 +482,19 @@ def test_a_failed_run_resumes_after_a_fix_and_an_incompatible_change_is_refused(
     listing = status(home)[1]["runs"]
     assert [(r["run_id"], r["status"]) for r in listing] == [(run_id, "failed")]
 
-    write(extra_arg=', note = "v2"')  # a completed step's definition changed
-    code, _, err = in_process(home, "resume", run_id, "--json")
-    assert code == 2
-    assert "step 'a', field 'args'" in err and "start a new run with spawn" in err
-    assert executions(logs) == {"a": 2, "b": 2}
+    write(extra_arg=', note = "v2"')  # a succeeded step's definition changed: it runs again
+    code, again, err = run_cli(home, "resume", run_id, "--json")
+    assert code == 1
+    assert "step 'a' runs again: its definition changed (args)" in err
+    assert again["steps"]["a"]["rerun_because"] == "its definition changed (args)"
+    assert executions(logs) == {"a": 3, "b": 3}, json.dumps(again, indent=1)
 
-    write()
-    flag.unlink()
-    code, resumed, err = run_cli(home, "resume", run_id, "--json")
+    flag.unlink()  # the fix; a is unchanged since the last resume: it is reused
+    code, resumed, err = run_cli(home, "resume", run_id[:10], "--json")  # a unique prefix
     assert code == 0, err
+    assert "runs again" not in err
     assert resumed["run_id"] == run_id
     assert {s: r["result"] for s, r in resumed["steps"].items()} == {"a": 1, "b": 2, "c": 3}
-    assert executions(logs) == {"a": 2, "b": 3, "c": 1}
+    assert executions(logs) == {"a": 3, "b": 4, "c": 1}
+    assert len(resumed["resumed_at"]) == 2
     assert status(home, run_id) == (0, resumed)
