@@ -21,7 +21,7 @@ from typing import Final
 
 import psutil
 
-from mcpp.supervisor.journal import Journal, JournalError
+from mcpp.supervisor.journal import Journal, JournalError, JournalReader
 from mcpp.supervisor.replay import RunStarted
 
 __all__ = [
@@ -68,7 +68,7 @@ def parse_age(text: str) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-def cancel_run(journal: Journal, run_id: str, *, wait: float = 30.0) -> RunStarted:
+def cancel_run(journal: JournalReader, run_id: str, *, wait: float = 30.0) -> RunStarted:
     """SIGTERM the supervisor of ``run_id`` and wait up to ``wait`` s until the run ended.
 
     Returns the session that was stopped. Raises JournalError when the run is not running

@@ -24,6 +24,7 @@ import trio
 from mcpp import protocol
 from mcpp.cli.main import main as cli_main
 from mcpp.protocol import ErrorInfo, StepFailed, StepSkipped, StepStarted, StepSucceeded
+from mcpp.supervisor.blobs import BLOB_THRESHOLD
 from mcpp.supervisor.changes import plan_resume
 from mcpp.supervisor.journal import Journal, JournalError, JournalWriter, RunEnded, journal_path
 from mcpp.supervisor.resume import resume
@@ -498,3 +499,66 @@ def test_a_failed_run_resumes_after_a_fix_and_a_changed_succeeded_step_runs_agai
     assert executions(logs) == {"a": 3, "b": 4, "c": 1}
     assert len(resumed["resumed_at"]) == 2
     assert status(home, run_id) == (0, resumed)
+
+
+# --- large results, read-only opening, the older schema ---------------------------------------
+
+
+def test_a_large_result_is_a_verified_file_and_a_small_one_stays_in_its_row(
+    tmp_path: Path,
+) -> None:
+    spec = make_spec(("a", ()), ("b", ()))
+    large = b"y" * (BLOB_THRESHOLD + 1)
+    with Journal(tmp_path / "j.db") as journal:
+        journal.begin_run("r1", spec)
+        journal.append("r1", [(now(), ok("a", large)), (now(), ok("b", b"small"))])
+        assert journal.load("r1").completed["a"] == msgspec.msgpack.encode(large)
+    [blob] = list((tmp_path / "runs" / "r1" / "results").iterdir())
+    with sqlite3.connect(tmp_path / "j.db") as db:
+        rows = db.execute("SELECT step, blob, length(data) FROM events WHERE blob IS NOT NULL")
+        [(step, digest, size)] = rows.fetchall()
+    db.close()
+    assert (step, digest) == ("a", blob.name) and size < 200
+    blob.write_bytes(blob.read_bytes()[:-1] + b"z")
+    with Journal(tmp_path / "j.db") as journal:
+        with pytest.raises(JournalError, match="does not match its hash"):
+            journal.load("r1")
+        blob.unlink()
+        with pytest.raises(JournalError, match="cannot be read"):
+            journal.load("r1")
+        with pytest.raises(JournalError, match="r1 is still running: stop it first"):
+            journal.delete(["r1"])  # this process is its supervisor
+        journal.append("r1", [(now(), RunEnded(status="failed", duration_s=1.0))])
+        assert journal.delete(["r1"]) == ["r1"]
+    assert not (tmp_path / "runs" / "r1").exists()
+
+
+def test_a_read_only_journal_creates_nothing_and_refuses_writes(tmp_path: Path) -> None:
+    assert Journal.open_readonly(tmp_path / "home") is None
+    assert not (tmp_path / "home").exists()
+    with Journal.open(tmp_path / "home") as journal:
+        journal.begin_run("r1", make_spec(("a", ())))
+    reader = Journal.open_readonly(tmp_path / "home")
+    assert reader is not None
+    with reader, pytest.raises(sqlite3.OperationalError, match="readonly"):
+        assert [r.run_id for r in reader.runs()] == ["r1"]
+        assert not hasattr(reader, "append")
+        reader.db.execute("DELETE FROM runs")
+
+
+def test_a_journal_of_the_first_schema_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    with Journal(path) as journal:
+        journal.begin_run("r1", make_spec(("a", ())))
+        journal.append("r1", [(now(), ok("a", 1))])
+    with sqlite3.connect(path) as db:  # back to version 1: no blob column
+        db.execute("ALTER TABLE events DROP COLUMN blob")
+        db.execute("PRAGMA user_version = 1")
+    db.close()
+    reader = Journal.open_readonly(path.parent)
+    assert reader is not None
+    with reader:
+        assert reader.load("r1").completed == {"a": msgspec.msgpack.encode(1)}
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (2,)
+    db.close()
