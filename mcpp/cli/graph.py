@@ -15,6 +15,7 @@ from typing import Any
 
 from mcpp.cli.templates import load_target
 from mcpp.dag import Graph, StepState, export
+from mcpp.home import RunIdError, mcpp_home
 from mcpp.supervisor.journal import Journal, JournalError
 from mcpp.supervisor.results import StepResult
 from mcpp.workflow.params import parse_param_texts
@@ -69,9 +70,12 @@ def graph_command(args: argparse.Namespace) -> int:
         states = None
     else:
         try:
-            with Journal.open() as journal:
-                run = journal.load(args.run)
-        except JournalError as exc:
+            journal = Journal.open_readonly()  # creates nothing
+            if journal is None:
+                raise JournalError(f"no run {args.run!r}: no journal in {mcpp_home().absolute()}")
+            with journal:
+                run = journal.load(journal.resolve(args.run))
+        except (JournalError, RunIdError) as exc:
             print(f"mcpp: {exc}", file=sys.stderr)
             return EXIT_USAGE
         spec, states = run.spec, step_states(run.result.steps)

@@ -150,7 +150,7 @@ async def resume_async(
     """
     with Journal.open(home) as journal:
         run_id = journal.resolve(run_id)
-        run = journal.load(run_id)
+        run = await trio.to_thread.run_sync(journal.load, run_id)  # large results: files
         if run.running_pid is not None:
             raise JournalError(f"run {run_id} is still running (supervisor pid {run.running_pid})")
         current = _current_spec(run)
@@ -175,7 +175,8 @@ async def resume_async(
                 on_event=on_event,
                 handle_signals=handle_signals,
             )
-        return journal.load(run_id).result
+        finished = await trio.to_thread.run_sync(journal.load, run_id)
+        return finished.result
 
 
 def resume(run_id: str, *, home: str | os.PathLike[str] | None = None) -> RunResult:
