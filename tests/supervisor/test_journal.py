@@ -27,6 +27,7 @@ from mcpp.protocol import ErrorInfo, StepFailed, StepSkipped, StepStarted, StepS
 from mcpp.supervisor.blobs import BLOB_THRESHOLD
 from mcpp.supervisor.changes import plan_resume
 from mcpp.supervisor.journal import Journal, JournalError, JournalWriter, RunEnded, journal_path
+from mcpp.supervisor.manage import parse_age
 from mcpp.supervisor.resume import resume
 from mcpp.workflow.spec import StepSpec, WorkflowSpec
 
@@ -562,3 +563,19 @@ def test_a_journal_of_the_first_schema_is_migrated(tmp_path: Path) -> None:
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone() == (2,)
     db.close()
+
+
+def test_prune_by_age_and_by_count_skips_running_runs(tmp_path: Path) -> None:
+    spec = make_spec(("a", ()))
+    with Journal(tmp_path / "j.db") as journal:
+        for run_id in ("r1", "r2", "r3"):
+            journal.begin_run(run_id, spec)
+            if run_id != "r3":  # r3's supervisor (this process) still runs it
+                journal.append(run_id, [(now(), RunEnded(status="succeeded", duration_s=0.1))])
+        assert journal.prune(older_than=3600) == []
+        assert journal.prune(keep=2) == ["r1"]
+        assert journal.prune(older_than=60, now=time.time() + 120) == ["r2"]
+        assert [r for r, _ in journal.run_ids()] == ["r3"]
+    assert parse_age("7d") == 7 * 86400 and parse_age("90") == 90.0 and parse_age("1.5h") == 5400
+    with pytest.raises(ValueError, match="cannot read the age"):
+        parse_age("a week")
