@@ -178,7 +178,7 @@ class JournalReader:
         try:
             return resolve_run_id(text, self.run_ids())
         except RunIdError as exc:
-            raise RunIdError(f"{exc} in the journal {self.path}") from None
+            raise RunIdError(f"{exc} in the journal {self.path.absolute()}") from None
 
     def runs(self) -> list[RunSummary]:
         """Every journalled run, newest first.
