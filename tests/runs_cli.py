@@ -131,6 +131,7 @@ def ran(world: World) -> dict[str, int]:
 
 
 def journal_rows(home: Path, sql: str) -> list[Any]:
+    """Rows of ``sql`` on the journal in ``home``, read-only (none while it has no tables)."""
     path = home / "journal.db"
     if not path.exists():
         return []

@@ -30,6 +30,7 @@ from mcpp.supervisor.journal import Journal, JournalError, JournalWriter, RunEnd
 from mcpp.supervisor.manage import parse_age
 from mcpp.supervisor.resume import resume
 from mcpp.workflow.spec import StepSpec, WorkflowSpec
+from tests.runs_cli import journal_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = "tests.steps.journal_steps"
@@ -333,19 +334,6 @@ def executions(log_dir: Path) -> dict[str, int]:
     return {p.name: len(p.read_text().splitlines()) for p in log_dir.iterdir()}
 
 
-def journal_query(home: Path, sql: str) -> list[Any]:
-    path = home / "journal.db"
-    if not path.exists():
-        return []
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    try:
-        return db.execute(sql).fetchall()
-    except sqlite3.OperationalError:  # the tables do not exist yet
-        return []
-    finally:
-        db.close()
-
-
 def processes_of(home: Path) -> list[psutil.Process]:
     """Living processes (this user's) whose environment names ``home`` as MCPP_HOME."""
     found = []
@@ -388,8 +376,8 @@ def test_a_killed_supervisor_leaves_no_process_and_resume_runs_only_the_rest(
     succeeded_sql = "SELECT step FROM events WHERE kind = 'step_succeeded'"
     wait_for(
         lambda: (
-            len(journal_query(home, succeeded_sql)) >= kill_after
-            and bool(journal_query(home, "SELECT run_id FROM runs"))
+            len(journal_rows(home, succeeded_sql)) >= kill_after
+            and bool(journal_rows(home, "SELECT run_id FROM runs"))
         ),
         30,
         f"{kill_after} steps to succeed",
@@ -405,8 +393,8 @@ def test_a_killed_supervisor_leaves_no_process_and_resume_runs_only_the_rest(
     # The journal opens, and lists the run as interrupted.
     with Journal(home / "journal.db") as journal:
         assert journal.db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    [(run_id,)] = journal_query(home, "SELECT run_id FROM runs")
-    done_before = {step for (step,) in journal_query(home, succeeded_sql)}
+    [(run_id,)] = journal_rows(home, "SELECT run_id FROM runs")
+    done_before = {step for (step,) in journal_rows(home, succeeded_sql)}
     counts_before = executions(logs)
     code, listing = status(home)
     assert code == 0 and [(r["run_id"], r["status"]) for r in listing["runs"]] == [
