@@ -69,6 +69,7 @@ def render(spec: WorkflowSpec, output: str, states: dict[str, StepState] | None 
 
 def graph_command(args: argparse.Namespace) -> int:
     """Print the graph; 2 for an invalid workflow or an unknown run."""
+    from mcpp.home import RunIdError, mcpp_home
     from mcpp.supervisor.journal import Journal, JournalError
     from mcpp.workflow.params import parse_param_texts
 
@@ -77,9 +78,12 @@ def graph_command(args: argparse.Namespace) -> int:
         states = None
     else:
         try:
-            with Journal.open() as journal:
-                run = journal.load(args.run)
-        except JournalError as exc:
+            journal = Journal.open_readonly()  # creates nothing
+            if journal is None:
+                raise JournalError(f"no run {args.run!r}: no journal in {mcpp_home().absolute()}")
+            with journal:
+                run = journal.load(journal.resolve(args.run))
+        except (JournalError, RunIdError) as exc:
             print(f"mcpp: {exc}", file=sys.stderr)
             return EXIT_USAGE
         spec, states = run.spec, step_states(run.result.steps)

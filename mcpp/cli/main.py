@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 # command imports what it needs when it runs).
 from mcpp.cli.cache import add_cache
 from mcpp.cli.graph import add_graph
+from mcpp.cli.manage import add_cancel, add_runs
 from mcpp.cli.runs import add_resume, add_status
 from mcpp.cli.templates import add_dir_option, add_templates, load_target
 from mcpp.errors import MCPPError, WorkflowError
@@ -250,6 +251,8 @@ COMMANDS: list[Callable[[Any], None]] = [
     add_spawn,
     add_status,
     add_resume,
+    add_cancel,
+    add_runs,
     add_cache,
     add_graph,
     add_templates,

@@ -42,19 +42,27 @@ def _one_line(text: str) -> str:
 
 
 class Attempt(msgspec.Struct, kw_only=True):
-    """One finished attempt of a step: how it ended and, if another followed, the backoff."""
+    """One finished attempt of a step: how it ended and, if another followed, the backoff.
+
+    ``attempt`` counts over the run's sessions (a resume goes on from the earlier attempts);
+    ``session`` is 1 for the first run, 2 for its first resume, and so on.
+    """
 
     attempt: int
     status: StepStatus
     duration_s: float
     error_type: str | None = None
     retry_in_s: float | None = None
+    error_message: str | None = None
+    session: int = 1
 
 
 class StepResult(msgspec.Struct, kw_only=True):
     """One step's record. ``result`` is the decoded return value (None unless succeeded);
     ``history`` lists every finished attempt in order. ``ended_processes`` counts processes
-    the step's last attempt left running, which mcpp ended when the attempt was over."""
+    the step's last attempt left running, which mcpp ended when the attempt was over.
+    ``rerun_because`` says why a step that had succeeded ran again on a resume (its
+    definition or its function's code changed, or an upstream step ran again)."""
 
     status: StepStatus = StepState.PENDING
     attempts: int = 0
@@ -66,16 +74,22 @@ class StepResult(msgspec.Struct, kw_only=True):
     cached: bool = False
     ended_processes: int = 0
     history: list[Attempt] = []
+    rerun_because: str | None = None
 
 
 class RunResult(msgspec.Struct, kw_only=True):
-    """A run's result document (the JSON of ``spawn --json``)."""
+    """A run's result document (the JSON of ``spawn --json``).
+
+    ``duration_s`` is the total over the run's sessions; ``resumed_at`` holds the start of
+    each resume (ISO 8601, UTC), empty for a run that was never resumed.
+    """
 
     run_id: str
     workflow: str
     status: RunStatus
     duration_s: float
     steps: dict[str, StepResult]
+    resumed_at: list[str] = []
 
     @property
     def succeeded(self) -> bool:
@@ -132,7 +146,16 @@ class RunRecorder:
     encoded results; they start out succeeded.
     """
 
-    __slots__ = ("finished", "raw_results", "run_id", "spec", "started", "status", "steps")
+    __slots__ = (
+        "finished",
+        "raw_results",
+        "run_id",
+        "session",
+        "spec",
+        "started",
+        "status",
+        "steps",
+    )
 
     def __init__(
         self, run_id: str, spec: WorkflowSpec, completed: dict[str, bytes] | None = None
@@ -144,6 +167,7 @@ class RunRecorder:
         self.status: RunStatus = "running"
         self.steps = {step.id: StepResult() for step in spec.steps}
         self.raw_results: dict[str, bytes] = {}
+        self.session = 1  # the supervisor session whose attempts are being recorded
         for step_id, raw in (completed or {}).items():
             record = self.steps[step_id]
             record.status = StepState.SUCCEEDED
@@ -174,6 +198,7 @@ class RunRecorder:
                             attempt=event.attempt,
                             status=StepState.SUCCEEDED,
                             duration_s=event.duration_s,
+                            session=self.session,
                         )
                     )
             case StepFailed():
@@ -192,6 +217,8 @@ class RunRecorder:
                         duration_s=event.duration_s,
                         error_type=event.error.type,
                         retry_in_s=event.retry_in_s,
+                        error_message=event.error.message,
+                        session=self.session,
                     )
                 )
             case StepSkipped():
