@@ -7,9 +7,9 @@ Runs ``mcpp.benchmarks.all`` (the options after ``--from`` are its own), renders
 table of every figure (medians, ratio mcpp / baseline, the issue's target and whether it is
 met) and the comparison with other systems, and prints it. The comparison is the ``peers``
 benchmark's document when the run has one (every system measured in the run, the same way);
-otherwise the reference figures of ``docs/peers.toml``. With a README path it rewrites the lines between :data:`BEGIN` and :data:`END`
-(kept) and nothing else. ``--json PATH`` saves the run; ``--from PATH`` renders a saved run
-instead of running the benchmarks.
+otherwise the reference figures of ``docs/peers.toml``. With a README path it rewrites the
+lines between :data:`BEGIN` and :data:`END` (kept) and nothing else. ``--json PATH`` saves the
+run; ``--from PATH`` renders a saved run instead of running the benchmarks.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ Each figure is measured the same way on every system:
 from __future__ import annotations
 
 import argparse
+import importlib
 import importlib.util
 import logging
 import subprocess
@@ -99,20 +100,19 @@ def open_peer(name: str, workers: int) -> Iterator[Callable[[Sequence[Task]], No
     """Start peer ``name`` with ``workers`` worker processes; yield ``run(tasks)``, which runs
     a DAG on it and returns once every result is in (raising if a task failed)."""
     if name == "dask":
-        from distributed import Client, LocalCluster, wait
-
-        cluster = LocalCluster(
+        dist: Any = importlib.import_module("distributed")  # untyped: Any
+        cluster = dist.LocalCluster(
             n_workers=workers, threads_per_worker=1, processes=True,
             dashboard_address=None, silence_logs=logging.ERROR,
         )  # fmt: skip
-        client = Client(cluster)
+        client = dist.Client(cluster)
 
         def run_dask(tasks: Sequence[Task]) -> None:
             futures: dict[str, Any] = {}
             for t in tasks:  # every shape lists a task after its dependencies
                 deps = {d: futures[d] for d in t.deps}
                 futures[t.id] = client.submit(t.fn, **t.args, **deps, pure=False)
-            wait(list(futures.values()))
+            dist.wait(list(futures.values()))
             client.gather(list(futures.values()))  # raises the first task's error
 
         try:
@@ -121,8 +121,7 @@ def open_peer(name: str, workers: int) -> Iterator[Callable[[Sequence[Task]], No
             client.close()
             cluster.close()
     else:
-        import ray
-
+        ray: Any = importlib.import_module("ray")
         ray.init(num_cpus=workers, include_dashboard=False, log_to_driver=False)
 
         def run_ray(tasks: Sequence[Task]) -> None:
@@ -231,7 +230,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         )  # fmt: skip
         commands = {
             "mcpp": [sys.executable, "-m", "mcpp.supervisor", "spawn", str(one), "--quiet"],
-            "baseline": [sys.executable, "-c", startup.BASELINE.replace("(1)", f"({args.workers})")],
+            "baseline": [sys.executable, "-c",
+                         startup.BASELINE.replace("(1)", f"({args.workers})")],
             **{p: [sys.executable, "-c", textwrap.dedent(SCRIPTS[p]) + COLD[p],
                    str(args.workers)] for p in peers},
         }  # fmt: skip

@@ -184,7 +184,8 @@ class Spawner:
         launched = early.take(preload)
         if launched is not None:  # started before this process's imports: adopt it
             popen, ours = launched
-            process: trio.Process = trio.Process._create(popen, None, None, None)  # type: ignore[attr-defined]
+            # trio 0.23.2 (pinned) wraps a Popen the way open_process does
+            process: trio.Process = trio.Process._create(popen, None, None, None)
         else:
             ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
             try:
