@@ -32,7 +32,7 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -170,7 +170,11 @@ def idle_peer(name: str, workers: int) -> tuple[float, float]:
             raise common.BenchmarkError(f"{name}'s idle driver exited with {proc.wait()}")
         memory.wait_for(f"{name} idle", lambda: True)  # settle
         tree = [proc.pid, *(p.pid for p in proc.children(recursive=True))]
-        return sum(map(memory.mib, tree)), memory.pss_mib(tree)
+        rss = 0.0
+        for pid in tree:
+            with suppress(psutil.NoSuchProcess):
+                rss += memory.mib(pid)
+        return rss, memory.pss_mib(tree)
     finally:
         memory.stop(proc, kill=True)
 

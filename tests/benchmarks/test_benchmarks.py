@@ -91,6 +91,9 @@ def test_dispatch_reports_in_run_rates_with_targets_in_both_modes(no_leftovers: 
     assert set(pool["layered(2x2)"]) == {"wall_s", "steps_per_s"}
     fan = pool["fanout(3+join)"]["steps_per_s"]
     assert fan["target"] == {"op": ">=", "value": 20_000.0} and fan["steps"] == 4
+    whole = pool["fanout(3+join)"]["whole_run_steps_per_s"]
+    assert whole["target"] == {"op": ">=", "value": 3_000.0} and whole["steps"] == 4
+    assert "whole_run_steps_per_s" not in per_step["fanout(3+join)"]
     assert pool["chain(3)"]["ms_per_hop"]["target"] == {"op": "<=", "value": 0.2}
     assert pool["chain(3)"]["wall_s"]["target"] is None
     assert "steps" not in pool["chain(3)"]["wall_s"], "a figure without steps omits the key"
@@ -125,6 +128,7 @@ def test_memory_reports_every_process_and_growth(no_leftovers: None) -> None:
     assert idle["total_mib"]["mcpp"]["min"] > idle["supervisor_mib"]["mcpp"]["max"]
     # PSS counts a page shared by several processes in shares, RSS once in each.
     assert 0 < idle["total_pss_mib"]["mcpp"]["max"] < idle["total_mib"]["mcpp"]["min"]
+    assert idle["total_pss_mib"]["target"] == {"op": "<=", "value": 100.0}
     growth = leak["rss_growth_mib"]
     assert growth["steps"] == doc.notes["pool_leak_steps"] == doc.parameters["steps"]
     assert growth["target"] == {"op": "<", "value": 5.0} and growth["target_steps"] == 100_000
