@@ -69,6 +69,15 @@ def mib(pid: int) -> float:
     return int(psutil.Process(pid).memory_info().rss) / MIB
 
 
+def rss_mib(pids: Sequence[int]) -> float:
+    """The RSS of the processes ``pids``, summed, in MiB (one that has ended counts 0)."""
+    total = 0.0
+    for pid in pids:
+        with suppress(psutil.NoSuchProcess):
+            total += mib(pid)
+    return total
+
+
 def pss_mib(pids: Sequence[int]) -> float:
     """The proportional set size (pages shared between processes counted in shares) of the
     processes ``pids``, summed, in MiB: what they cost together, unlike a sum of RSS, which
@@ -122,12 +131,14 @@ def stop(proc: psutil.Popen, *, kill: bool = False) -> None:
 class Idle(NamedTuple):
     """The RSS (MiB) of an idle tree: its top process, the coordinator (mcpp's only: 0 for the
     baseline), and the processes that run steps (actors, or the pool's workers); ``pss`` is
-    the PSS of every process of the tree (helpers such as the fork server included)."""
+    the PSS and ``tree_rss`` the RSS of every process of the tree (helpers such as the fork
+    server included)."""
 
     parent: float
     coordinator: float
     children: list[float]
     pss: float
+    tree_rss: float
 
     @property
     def total(self) -> float:
@@ -156,7 +167,7 @@ def idle_mcpp(mode: ActorMode, workers: int, folder: Path) -> Idle:
         coordinator = proc.children()[0]
         actors = [mib(pid) for pid in actor_processes(coordinator)]
         tree = [proc.pid, *(p.pid for p in proc.children(recursive=True))]
-        return Idle(mib(proc.pid), mib(coordinator.pid), actors, pss_mib(tree))
+        return Idle(mib(proc.pid), mib(coordinator.pid), actors, pss_mib(tree), rss_mib(tree))
     finally:
         stop(proc)
 
@@ -168,7 +179,8 @@ def idle_baseline(workers: int) -> Idle:
     try:
         wait_for(f"a pool of {workers} workers", lambda: len(proc.children()) >= workers)
         tree = [proc.pid, *(p.pid for p in proc.children(recursive=True))]
-        return Idle(mib(proc.pid), 0.0, [mib(c.pid) for c in proc.children()], pss_mib(tree))
+        children = [mib(c.pid) for c in proc.children()]
+        return Idle(mib(proc.pid), 0.0, children, pss_mib(tree), rss_mib(tree))
     finally:
         stop(proc, kill=True)
 

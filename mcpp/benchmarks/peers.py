@@ -32,7 +32,7 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -170,11 +170,7 @@ def idle_peer(name: str, workers: int) -> tuple[float, float]:
             raise common.BenchmarkError(f"{name}'s idle driver exited with {proc.wait()}")
         memory.wait_for(f"{name} idle", lambda: True)  # settle
         tree = [proc.pid, *(p.pid for p in proc.children(recursive=True))]
-        rss = 0.0
-        for pid in tree:
-            with suppress(psutil.NoSuchProcess):
-                rss += memory.mib(pid)
-        return rss, memory.pss_mib(tree)
+        return memory.rss_mib(tree), memory.pss_mib(tree)
     finally:
         memory.stop(proc, kill=True)
 
@@ -249,9 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for p in peers:
                     runs[p].append(time_peer(p, tasks, args.workers))
             one_idle = memory.idle_mcpp("pool", args.workers, Path(tmp))
-            idle["mcpp"].append((one_idle.total, one_idle.pss))
+            idle["mcpp"].append((one_idle.tree_rss, one_idle.pss))
             base_idle = memory.idle_baseline(args.workers)
-            idle["baseline"].append((base_idle.total, base_idle.pss))
+            idle["baseline"].append((base_idle.tree_rss, base_idle.pss))
             for p in peers:
                 if p in IDLE:
                     idle[p].append(idle_peer(p, args.workers))
