@@ -445,7 +445,10 @@ async def coordinate(ctx: tractor.Context) -> None:
         try:
             spawner = await start_helpers()
             try:
-                await drive(run, stream, frozenset({spawner.pid}))
+                if run.spec.actors == "dask":
+                    await drive_on_dask(run, stream, frozenset({spawner.pid}))
+                else:
+                    await drive(run, stream, frozenset({spawner.pid}))
             finally:
                 with trio.CancelScope(shield=True):
                     await stop_helpers(spawner)
@@ -454,9 +457,26 @@ async def coordinate(ctx: tractor.Context) -> None:
                 shutil.rmtree(run.run_dir, ignore_errors=True)
 
 
-async def drive(run: RunWorkflow, stream: Any, helpers: frozenset[int]) -> None:
-    """Run ``run`` to its end, listening for ``CancelRun`` and sweeping orphans meanwhile."""
-    coordinator = Coordinator(run, stream.send)
+async def drive_on_dask(run: RunWorkflow, stream: Any, helpers: frozenset[int]) -> None:
+    """:func:`drive` with each attempt a task on the run's Dask cluster (:mod:`mcpp.cluster`).
+
+    Raises ClusterError before any step starts if the cluster cannot be reached.
+    """
+    from mcpp.cluster.launcher import open_dask
+
+    async with open_dask(run) as dask:
+        dask_run = msgspec.structs.replace(run, spec=dask.spec)
+        await drive(dask_run, stream, helpers | dask.helpers, launch=dask.launch)
+
+
+async def drive(
+    run: RunWorkflow, stream: Any, helpers: frozenset[int], launch: Launch = run_isolated
+) -> None:
+    """Run ``run`` to its end, listening for ``CancelRun`` and sweeping orphans meanwhile.
+
+    ``helpers`` are the coordinator's own children, which the sweep leaves alone.
+    """
+    coordinator = Coordinator(run, stream.send, launch=launch)
 
     async def listen() -> None:
         async for raw in stream:

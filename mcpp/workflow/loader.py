@@ -54,6 +54,7 @@ class _FileWorkflow(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     on_failure: FailurePolicy = "continue"
     actors: ActorMode = "per_step"
     workers: Workers | None = None
+    scheduler: str | None = None
     version: str | None = None
     description: str = ""
 
@@ -288,6 +289,7 @@ def _build(
         on_failure=doc.workflow.on_failure,
         actors=doc.workflow.actors,
         workers=doc.workflow.workers,
+        scheduler=doc.workflow.scheduler,
         resources=resources,
         params=values,
         source=file,
