@@ -342,7 +342,7 @@ def test_an_unreachable_scheduler_is_exit_2_naming_the_address(world: ClusterWor
     address = f"tcp://127.0.0.1:{free_port()}"
     steps = [step("never", "worker_pid")]
     wf = write_workflow(world.workdir / "wf.toml", steps, actors="dask", scheduler=address)
-    result = run_cli(world, wf, timeout=60)
+    result = start_cli(world, wf).finish(60, parse=False)
     assert result.code == 2
     assert address in result.stderr
     assert "Traceback" not in result.stderr
