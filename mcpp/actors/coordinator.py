@@ -443,12 +443,12 @@ async def coordinate(ctx: tractor.Context) -> None:
             on_exit(partial(shutil.rmtree, run.run_dir, ignore_errors=True))
             os.mkdir(run.run_dir, 0o700)
         try:
+            if run.spec.actors == "dask":  # no actor is started: no fork server either
+                await drive_on_dask(run, stream)
+                return
             spawner = await start_helpers()
             try:
-                if run.spec.actors == "dask":
-                    await drive_on_dask(run, stream, frozenset({spawner.pid}))
-                else:
-                    await drive(run, stream, frozenset({spawner.pid}))
+                await drive(run, stream, frozenset({spawner.pid}))
             finally:
                 with trio.CancelScope(shield=True):
                     await stop_helpers(spawner)
@@ -457,16 +457,21 @@ async def coordinate(ctx: tractor.Context) -> None:
                 shutil.rmtree(run.run_dir, ignore_errors=True)
 
 
-async def drive_on_dask(run: RunWorkflow, stream: Any, helpers: frozenset[int]) -> None:
+async def drive_on_dask(run: RunWorkflow, stream: Any) -> None:
     """:func:`drive` with each attempt a task on the run's Dask cluster (:mod:`mcpp.cluster`).
 
-    Raises ClusterError before any step starts if the cluster cannot be reached.
+    Raises ClusterError before any step starts if the cluster cannot be reached. Nothing is
+    left below the coordinator when this returns.
     """
     from mcpp.cluster.launcher import open_dask
 
-    async with open_dask(run) as dask:
-        dask_run = msgspec.structs.replace(run, spec=dask.spec)
-        await drive(dask_run, stream, helpers | dask.helpers, launch=dask.launch)
+    try:
+        async with open_dask(run) as dask:
+            dask_run = msgspec.structs.replace(run, spec=dask.spec)
+            await drive(dask_run, stream, dask.helpers, launch=dask.launch)
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(contain.end_descendants)
 
 
 async def drive(

@@ -16,6 +16,7 @@ sizes are enforced by the coordinator as in the other modes.
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
@@ -28,7 +29,7 @@ import trio
 
 from mcpp import protocol
 from mcpp.actors.launch import Emit, Report
-from mcpp.cluster.task import attempt_key, cancel_name, claim_name
+from mcpp.cluster.task import claim_name
 from mcpp.dag import Graph
 from mcpp.errors import ClusterError, WorkflowError
 from mcpp.protocol import ErrorInfo, StartStep, StepCancelled, StepFailed, StepStarted
@@ -48,11 +49,14 @@ ENV = "MCPP_DASK_SCHEDULER"
 CONNECT_TIMEOUT = 5.0  # seconds to reach the scheduler
 WORKERS_TIMEOUT = 10.0  # seconds for a scheduler without workers to get one
 LOCAL_TIMEOUT = 60.0  # seconds for the local cluster to start
-STOP_WAIT = 5.0  # seconds a cancelled attempt's task has to end its process and return
+STOP_WAIT = 5.0  # seconds a cancelled attempt's task has to end its process and confirm
 TIMEOUT_MARGIN = 5.0  # the worker enforces a timeout; the coordinator gives up this much later
+WATCH_INTERVAL = 1.0  # how often the workers running attempts are looked for in the cluster
 
 TaskOutcome = Succeeded | StepFailed | StepCancelled
 _outcomes: protocol.Decoder[TaskOutcome] = protocol.Decoder(TaskOutcome, "dask task->coordinator")
+Relayed = StepStarted | StepCancelled
+_relayed: protocol.Decoder[Relayed] = protocol.Decoder(Relayed, "dask topic->coordinator")
 
 
 def scheduler_address(spec: WorkflowSpec) -> str | None:
@@ -72,7 +76,10 @@ def scheduler_address(spec: WorkflowSpec) -> str | None:
 class _Attempt:
     started: trio.Event = field(default_factory=trio.Event)
     done: trio.Event = field(default_factory=trio.Event)
+    stopped: trio.Event = field(default_factory=trio.Event)  # a cancel's processes are gone
+    lost: trio.Event = field(default_factory=trio.Event)  # its worker left the cluster
     start_message: StepStarted | None = None
+    worker: str | None = None
 
 
 class DaskLauncher:
@@ -84,7 +91,9 @@ class DaskLauncher:
 
     def __init__(self, client: Any, run: protocol.RunWorkflow) -> None:
         self.client = client
-        self.topic = f"mcpp-{run.run_id}"
+        # Keys are unique per session: a resumed run's attempts are new tasks.
+        self.prefix = f"mcpp-{run.run_id}-{secrets.token_hex(4)}"
+        self.topic = self.prefix
         self.token = trio.lowlevel.current_trio_token()
         spec = run.spec
         graph = Graph({step.id: step.depends_on for step in spec.steps})
@@ -100,17 +109,38 @@ class DaskLauncher:
             self.token.run_sync_soon(fn, *args)
 
     def _on_event(self, event: Any) -> None:
-        """Dask's thread: a task relayed its attempt's ``StepStarted``."""
-        _at, raw = event
-        self._soon(self._started, raw)
+        """Dask's thread: a task relayed its attempt's start, or confirmed its cancel."""
+        _at, (worker, raw) = event
+        self._soon(self._relay, worker, raw)
 
-    def _started(self, raw: bytes) -> None:
-        message = protocol.from_step.decode(raw)
-        if isinstance(message, StepStarted):
-            attempt = self.live.get((message.step, message.attempt))
-            if attempt is not None and attempt.start_message is None:
-                attempt.start_message = message
-                attempt.started.set()
+    def _relay(self, worker: str, raw: bytes) -> None:
+        message = _relayed.decode(raw)
+        attempt = self.live.get((message.step, message.attempt))
+        if attempt is None:
+            return
+        if isinstance(message, StepCancelled):
+            attempt.stopped.set()
+        elif attempt.start_message is None:
+            attempt.start_message = message
+            attempt.worker = worker
+            attempt.started.set()
+
+    async def watch_workers(self) -> None:
+        """Task: every :data:`WATCH_INTERVAL` seconds, mark the attempts whose worker has left
+        the cluster (killed, lost) as lost: that attempt fails at once, whether or not Dask
+        finds another worker to run its task again."""
+        while True:
+            await trio.sleep(WATCH_INTERVAL)
+            if not any(a.worker for a in self.live.values()):
+                continue
+            try:
+                info = await trio.to_thread.run_sync(self.client.scheduler_info, -1)
+            except Exception:  # no answer now; a lost scheduler fails the futures themselves
+                continue
+            present = set(info.get("workers", {}))
+            for attempt in self.live.values():
+                if attempt.worker is not None and attempt.worker not in present:
+                    attempt.lost.set()
 
     def _event(self, name: str) -> Any:
         from distributed import Event
@@ -125,12 +155,13 @@ class DaskLauncher:
         """
         from mcpp.cluster.task import run_attempt
 
-        key = attempt_key(start)
+        key = f"{self.prefix}-{start.step}-{start.attempt}"
         attempt = self.live[(start.step, start.attempt)] = _Attempt()
         resources = {name: 1 for name in step.uses if name in self.declared} or None
         future = self.client.submit(
             run_attempt,
             protocol.encode(start),
+            key,
             self.topic,
             key=key,
             pure=False,
@@ -176,11 +207,27 @@ class DaskLauncher:
                     )
                     nursery.cancel_scope.cancel()
 
+            async def lost() -> None:
+                await attempt.lost.wait()
+                nursery.cancel_scope.cancel()
+
             nursery.start_soon(started)
+            nursery.start_soon(lost)
             await attempt.done.wait()
             nursery.cancel_scope.cancel()
         if backstop is not None:
             return backstop
+        if attempt.lost.is_set() and not attempt.done.is_set():
+            message = (
+                f"the Dask worker {attempt.worker} running step {step.id!r} "
+                f"(attempt {start.attempt}) was lost: it left the cluster"
+            )
+            return StepFailed(
+                step=step.id,
+                attempt=start.attempt,
+                error=ErrorInfo(type="ProcessDied", message=message),
+                duration_s=0.0,
+            )
         outcome = await trio.to_thread.run_sync(self._result, start, future)
         return None if isinstance(outcome, StepCancelled) else outcome
 
@@ -207,17 +254,12 @@ class DaskLauncher:
     async def _end(self, key: str, attempt: _Attempt, future: Any) -> None:
         """After the attempt: stop its task if it still runs, forget it in Dask."""
         if not attempt.done.is_set():  # cancelled: the task ends the attempt's process
-            await trio.to_thread.run_sync(lambda: self._event(cancel_name(key)).set())
-            with trio.move_on_after(STOP_WAIT):
-                await attempt.done.wait()
-            self.client.cancel(future)
-
-        def forget() -> None:
-            for name in (claim_name(key), cancel_name(key)):
-                self._event(name).clear()
-
+            await trio.to_thread.run_sync(self.client.cancel, future)
+            if attempt.started.is_set() and not attempt.lost.is_set():
+                with trio.move_on_after(STOP_WAIT):
+                    await attempt.stopped.wait()
         future.release()
-        await trio.to_thread.run_sync(forget)
+        await trio.to_thread.run_sync(lambda: self._event(claim_name(key)).clear())
 
 
 @dataclass(frozen=True)
@@ -247,6 +289,11 @@ def _connect(address: str) -> Any:
             f"the Dask scheduler at {address} has no worker (waited {WORKERS_TIMEOUT:g} s)"
         ) from None
     return client
+
+
+async def _watching(scope: trio.CancelScope, launcher: DaskLauncher) -> None:
+    with scope:
+        await launcher.watch_workers()
 
 
 async def _start_local() -> tuple[trio.Process, str]:
@@ -302,12 +349,16 @@ async def open_dask(run: protocol.RunWorkflow) -> AsyncIterator[DaskRun]:
         client = await trio.to_thread.run_sync(_connect, address)
         try:
             launcher = DaskLauncher(client, run)
+            watching = trio.CancelScope()
             spec = run.spec
             if spec.max_concurrent is None:
                 threads = await trio.to_thread.run_sync(client.nthreads)
                 spec = msgspec.structs.replace(spec, max_concurrent=max(1, sum(threads.values())))
             helpers = frozenset({local.pid} if local is not None else ())
-            yield DaskRun(spec=spec, helpers=helpers, launch=launcher.launch, address=address)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(_watching, watching, launcher)
+                yield DaskRun(spec=spec, helpers=helpers, launch=launcher.launch, address=address)
+                watching.cancel()
         finally:
             with trio.CancelScope(shield=True):
                 await trio.to_thread.run_sync(client.close)

@@ -4,10 +4,13 @@ Dask cannot stop running code (``Future.cancel`` leaves it running and holding i
 the task runs the attempt in a child process (:mod:`mcpp.cluster.attempt`) and watches it:
 
 - the child's ``StepStarted`` is relayed to the coordinator at once (``Worker.log_event`` on
-  the run's topic), and the step's timeout counts from it;
-- on a timeout, or when the coordinator sets the attempt's cancel :class:`distributed.Event`
-  (polled every :data:`CANCEL_POLL` seconds), the child and every process below it get
-  SIGTERM, then SIGKILL after :data:`mcpp.actors.contain.GRACE`; the Dask worker goes on;
+  the run's topic, with the worker's address), and the step's timeout counts from it;
+- on a timeout, or once the task is cancelled in Dask (the coordinator cancelled its future,
+  or the coordinator's client is gone, so the scheduler released the key and the worker marks
+  the running task ``cancelled``: checked every :data:`TICK` seconds), the child and every
+  process below it get SIGTERM, then SIGKILL after :data:`mcpp.actors.contain.GRACE`; the
+  Dask worker goes on. A cancel is confirmed to the coordinator with a ``StepCancelled`` on
+  the run's topic once the processes are gone;
 - a child that dies without an outcome fails the attempt naming its signal or exit code.
 
 The Dask worker process becomes a child subreaper (without sweeping), so the processes of a
@@ -37,19 +40,13 @@ from mcpp.actors import contain
 from mcpp.cluster.frames import read_frame, write_frame
 from mcpp.protocol import ErrorInfo, StartStep, StepCancelled, StepFailed, StepStarted
 
-__all__ = ["CANCEL_POLL", "attempt_key", "cancel_name", "claim_name", "run_attempt"]
+__all__ = ["TICK", "claim_name", "run_attempt"]
 
-CANCEL_POLL = 0.2
-TICK = 0.05  # how often the child's exit and the deadline are checked
+TICK = 0.05  # how often the child's exit, the deadline and a cancel are checked
 LOST = "ProcessDied"
 
 _lock = threading.Lock()
 _running: set[int] = set()  # pids of this worker's attempt processes
-
-
-def attempt_key(start: StartStep) -> str:
-    """The Dask key of ``start``'s task: unique per run, step and attempt."""
-    return f"mcpp-{start.run_id}-{start.step}-{start.attempt}"
 
 
 def claim_name(key: str) -> str:
@@ -57,23 +54,25 @@ def claim_name(key: str) -> str:
     return f"{key}-claimed"
 
 
-def cancel_name(key: str) -> str:
-    """The name of the event the coordinator sets to cancel task ``key``."""
-    return f"{key}-cancel"
+def _cancelled(worker: Any, key: str) -> bool:
+    """True once the worker no longer wants task ``key`` run (its key was released)."""
+    task = worker.state.tasks.get(key)
+    return task is None or task.state == "cancelled"
 
 
-def run_attempt(start_bytes: bytes, topic: str) -> bytes:
+def run_attempt(start_bytes: bytes, key: str, topic: str) -> bytes:
     """Run the attempt encoded in ``start_bytes`` (a ``StartStep``); return its outcome bytes.
 
-    ``topic`` is the run's event topic (the coordinator subscribed to it). Never raises: an
-    error of the task itself is a failed attempt carrying that error.
+    ``key`` is this task's Dask key; ``topic`` the run's event topic (the coordinator
+    subscribed to it). Never raises: an error of the task itself is a failed attempt
+    carrying that error.
     """
     start = protocol.to_step.decode(start_bytes)
     if not isinstance(start, StartStep):
         raise TypeError(f"expected a StartStep, got {type(start).__name__}")
     began = time.perf_counter()
     try:
-        return protocol.encode(_run(start, start_bytes, topic))
+        return protocol.encode(_run(start, start_bytes, key, topic))
     except Exception as exc:
         error = ErrorInfo(
             type=type(exc).__name__,
@@ -134,12 +133,12 @@ def _end_tree(pid: int) -> None:
     contain.end(lambda: [p for p in (pid, *contain.tree(pid)) if p != os.getpid()], reap=False)
 
 
-def _run(start: StartStep, start_bytes: bytes, topic: str) -> protocol.Message:
+def _run(start: StartStep, start_bytes: bytes, key: str, topic: str) -> protocol.Message:
     from distributed import Event, get_worker
 
     began = time.perf_counter()
     worker = get_worker()
-    claim = Event(claim_name(attempt_key(start)))
+    claim = Event(claim_name(key))
     if claim.is_set():
         text = (
             f"the Dask worker running step {start.step!r} (attempt {start.attempt}) was lost; "
@@ -147,7 +146,6 @@ def _run(start: StartStep, start_bytes: bytes, topic: str) -> protocol.Message:
         )
         return _failed(start, LOST, text, began)
     claim.set()
-    cancel = Event(cancel_name(attempt_key(start)))
     contain.become_subreaper(sweep=False)
     child, frames = _spawn(start_bytes)
     inbox: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
@@ -161,7 +159,6 @@ def _run(start: StartStep, start_bytes: bytes, topic: str) -> protocol.Message:
     reader.start()
     outcome: protocol.Message | None = None
     deadline: float | None = None
-    next_poll = time.monotonic() + CANCEL_POLL
     try:
         while outcome is None:
             try:
@@ -175,7 +172,7 @@ def _run(start: StartStep, start_bytes: bytes, topic: str) -> protocol.Message:
                 if isinstance(message, StepStarted):
                     if start.timeout is not None:
                         deadline = time.monotonic() + start.timeout
-                    worker.log_event(topic, frame)
+                    worker.log_event(topic, [worker.address, frame])
                 else:
                     outcome = message
                 continue
@@ -186,16 +183,14 @@ def _run(start: StartStep, start_bytes: bytes, topic: str) -> protocol.Message:
                 outcome = _failed(start, "StepTimeout", text, began, timed_out=True)
             elif child.poll() is not None and inbox.empty():
                 break  # dead, though something it started may hold the pipe open
-            elif now >= next_poll:
-                next_poll = now + CANCEL_POLL
-                if cancel.is_set():
-                    _end_tree(child.pid)
-                    outcome = StepCancelled(
-                        step=start.step,
-                        attempt=start.attempt,
-                        reason="cancelled by the coordinator",
-                        duration_s=time.perf_counter() - began,
-                    )
+            elif _cancelled(worker, key):
+                _end_tree(child.pid)
+                outcome = StepCancelled(
+                    step=start.step,
+                    attempt=start.attempt,
+                    reason="cancelled",
+                    duration_s=time.perf_counter() - began,
+                )
         if outcome is None:
             from mcpp.actors.launch import process_death
 
@@ -214,4 +209,6 @@ def _run(start: StartStep, start_bytes: bytes, topic: str) -> protocol.Message:
         contain.end(_orphans)
         reader.join(timeout=contain.GRACE)
         os.close(frames)
+    if isinstance(outcome, StepCancelled):  # its processes are gone: the coordinator waits
+        worker.log_event(topic, [worker.address, protocol.encode(outcome)])
     return outcome

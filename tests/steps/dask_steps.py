@@ -47,7 +47,10 @@ def hold(pid_file: str, seconds: float = 60.0, **upstream: Any) -> str:
 
 
 def count_runs(path: str, gate: str | None = None, **upstream: Any) -> int:
-    """Append a line to ``path`` (how many times this step ran); wait for ``gate`` if given."""
+    """Append a line to ``path`` (how many times this step ran); wait for ``gate`` if given.
+
+    ``PATH.pid`` gets this attempt process's pid."""
+    _write(f"{path}.pid", str(os.getpid()))
     with open(path, "a") as file:
         file.write("ran\n")
     if gate is not None:
