@@ -41,6 +41,9 @@ pytestmark = pytest.mark.skipif(
 )
 
 STEPS = "tests.steps.dask_steps"
+SCHEDULER = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+WORKER = [sys.executable, "-m", "distributed.cli.dask_worker"]
+WORKER_OPTIONS = ["--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"]
 READY_TIMEOUT = 90.0  # a busy 2-core machine takes several seconds to start a worker
 
 
@@ -82,8 +85,7 @@ def start_cluster(folder: Path, env: dict[str, str]) -> Cluster:
     address = f"tcp://127.0.0.1:{port}"
     with (folder / "scheduler.log").open("wb") as log:
         scheduler = subprocess.Popen(
-            [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1"]
-            + ["--port", str(port), "--no-dashboard"],
+            [*SCHEDULER, "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"],
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
@@ -94,9 +96,7 @@ def start_cluster(folder: Path, env: dict[str, str]) -> Cluster:
         with (folder / f"worker{i}.log").open("wb") as log:
             nannies.append(
                 subprocess.Popen(
-                    [sys.executable, "-m", "distributed.cli.dask_worker", address]
-                    + ["--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard"]
-                    + ["--name", f"w{i}"],
+                    [*WORKER, address, *WORKER_OPTIONS, "--name", f"w{i}"],
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     env=env,
@@ -269,6 +269,34 @@ def test_sigkill_of_a_dask_worker_fails_then_retries_the_step(world: ClusterWorl
     wait_for(lambda: gone(attempt), 10, "the killed worker's attempt process")
 
 
+def test_fail_fast_kills_the_running_attempt_on_its_worker(world: ClusterWorld) -> None:
+    pids = world.workdir / "hold.pids"
+    steps = [
+        step("held", "hold", pid_file=str(pids)),
+        step("bad", "fail_when", gate=str(pids)),
+        step("later", "worker_pid", "held"),
+    ]
+    result = run_cli(world, dask_file(world, world.cluster, steps, on_failure="fail_fast"))
+    assert result.code == 1, why(result)
+    assert result.statuses() == {"held": "cancelled", "bad": "failed", "later": "skipped"}
+    worker, attempt = (int(p) for p in pids.read_text().split())
+    assert gone(attempt)  # already when the run ended: the task confirmed it
+    assert worker in world.cluster.worker_processes()  # the worker itself goes on
+
+
+def test_without_an_address_a_local_cluster_runs_the_steps_and_goes(
+    world: ClusterWorld, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MCPP_DASK_SCHEDULER", raising=False)
+    steps = [step("a", "worker_pid"), step("b", "worker_pid", "a")]
+    wf = write_workflow(world.workdir / "wf.toml", steps, actors="dask")
+    result = run_cli(world, wf, timeout=120)
+    assert result.code == 0, why(result)
+    ours = world.cluster.worker_processes()
+    assert result.step("a")["result"] not in ours and result.step("b")["result"] not in ours
+    # world's teardown proves the local cluster's scheduler and workers are gone
+
+
 def test_journal_and_resume_after_sigkill_of_the_supervisor(world: ClusterWorld) -> None:
     runs_a, runs_b, gate = (world.workdir / n for n in ("a.runs", "b.runs", "gate"))
     steps = [
@@ -331,3 +359,144 @@ def test_an_unreachable_scheduler_is_exit_2_naming_the_address(world: ClusterWor
     assert address in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout.strip() == ""  # no step started, no document
+
+
+def netns_reason() -> str | None:
+    """Why the two-namespace test cannot run here, or None."""
+    import shutil
+
+    if os.geteuid() != 0:
+        return "needs root (ip netns add)"
+    if shutil.which("ip") is None:
+        return "needs the ip command (iproute2)"
+    probe = f"mcpp-probe-{os.getpid()}"
+    made = subprocess.run(["ip", "netns", "add", probe], capture_output=True, check=False)
+    if made.returncode != 0:
+        return f"ip netns add failed: {made.stderr.decode(errors='replace').strip()}"
+    subprocess.run(["ip", "netns", "del", probe], check=False)
+    return None
+
+
+def ip(*args: str) -> None:
+    subprocess.run(["ip", *args], check=True, capture_output=True)
+
+
+@contextlib.contextmanager
+def two_namespaces() -> Iterator[tuple[str, str]]:
+    """Namespaces A and B joined by a veth pair: 10.231.0.1 in A, 10.231.0.2 in B."""
+    tag = os.getpid() % 100000
+    a, b = f"mcpp-a-{tag}", f"mcpp-b-{tag}"
+    ip("netns", "add", a)
+    try:
+        ip("netns", "add", b)
+        try:
+            ip(
+                "link",
+                "add",
+                f"va{tag}",
+                "netns",
+                a,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                f"vb{tag}",
+                "netns",
+                b,
+            )
+            for ns, dev, addr in (
+                (a, f"va{tag}", "10.231.0.1/24"),
+                (b, f"vb{tag}", "10.231.0.2/24"),
+            ):
+                ip("-n", ns, "link", "set", "lo", "up")
+                ip("-n", ns, "addr", "add", addr, "dev", dev)
+                ip("-n", ns, "link", "set", dev, "up")
+            yield a, b
+        finally:
+            subprocess.run(["ip", "netns", "del", b], check=False)
+    finally:
+        subprocess.run(["ip", "netns", "del", a], check=False)
+
+
+def test_across_two_network_namespaces(world: ClusterWorld) -> None:
+    """The scheduler in namespace A, a worker and the CLI in B, a veth pair between them."""
+    reason = netns_reason()
+    if reason is not None:
+        pytest.skip(reason)
+    env = cli_env(world)
+    port = "8786"
+    address = f"tcp://10.231.0.1:{port}"
+    with two_namespaces() as (a, b):
+
+        def in_ns(ns: str, *argv: str, log: str) -> subprocess.Popen[Any]:
+            with (world.workdir / log).open("wb") as out:
+                return world.spawn(
+                    ["ip", "netns", "exec", ns, *argv],
+                    env=env,
+                    cwd=world.cwd,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                )
+
+        scheduler = in_ns(
+            a, *SCHEDULER, "--host", "10.231.0.1", "--port", port, "--no-dashboard", log="a.log"
+        )
+        worker_options = ["--nthreads", "1", "--host", "10.231.0.2", "--no-dashboard"]
+        nanny = in_ns(b, *WORKER, address, *worker_options, log="b.log")
+        try:
+            ready = subprocess.run(
+                [
+                    "ip",
+                    "netns",
+                    "exec",
+                    b,
+                    sys.executable,
+                    "-c",
+                    "import sys; from distributed import Client; "
+                    f"c = Client({address!r}, timeout={READY_TIMEOUT}); "
+                    f"c.wait_for_workers(1, timeout={READY_TIMEOUT}); c.close()",
+                ],
+                env=env,
+                capture_output=True,
+                timeout=2 * READY_TIMEOUT,
+                check=False,
+            )
+            assert ready.returncode == 0, ready.stderr.decode()[-2000:]
+            steps = [step("where", "net_namespace"), step("then", "worker_pid", "where")]
+            wf = write_workflow(world.workdir / "wf.toml", steps, actors="dask", scheduler=address)
+            done = subprocess.run(
+                ["ip", "netns", "exec", b, *cli_argv_of(wf)],
+                env=env,
+                cwd=world.cwd,
+                capture_output=True,
+                timeout=120,
+                check=False,
+            )
+            assert done.returncode == 0, done.stderr.decode()[-3000:]
+            doc = json.loads(done.stdout)
+            in_b = (
+                subprocess.run(
+                    ["ip", "netns", "exec", b, "readlink", "/proc/self/ns/net"],
+                    capture_output=True,
+                    check=True,
+                )
+                .stdout.decode()
+                .strip()
+            )
+            assert doc["steps"]["where"]["result"] == in_b
+            assert doc["steps"]["where"]["result"] != os.readlink("/proc/self/ns/net")
+        finally:
+            for proc in (nanny, scheduler):
+                proc.terminate()
+            for proc in (nanny, scheduler):
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(timeout=10)
+
+
+def cli_argv_of(workflow_file: Path) -> list[str]:
+    from tests.world import cli_argv
+
+    return cli_argv(workflow_file)

@@ -72,3 +72,15 @@ def meet(folder: str, peers: int, **upstream: Any) -> int:
             raise TimeoutError(f"only {len(os.listdir(folder))} of {peers} steps met")
         time.sleep(0.02)
     return os.getppid()
+
+
+def fail_when(gate: str, **upstream: Any) -> None:
+    """Raise once ``gate`` exists (another step wrote it)."""
+    while not os.path.exists(gate):
+        time.sleep(0.02)
+    raise RuntimeError("failing on purpose")
+
+
+def net_namespace(**upstream: Any) -> str:
+    """The network namespace this attempt runs in."""
+    return os.readlink("/proc/self/ns/net")
