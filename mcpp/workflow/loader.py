@@ -167,6 +167,8 @@ def dump_plan(spec: WorkflowSpec) -> str:
         f"on_failure={spec.on_failure}",
         f"actors={spec.actors}" + (f" (workers={spec.workers})" if spec.workers else ""),
     ]
+    if spec.scheduler is not None:
+        settings.append(f"scheduler={spec.scheduler}")
     lines = [
         f"workflow {spec.name!r}" + (f" ({spec.source})" if spec.source else ""),
         f"  {len(spec.steps)} steps in {depth} levels; " + ", ".join(settings),
