@@ -31,6 +31,7 @@ from mcpp import protocol
 from mcpp.actors.launch import Emit, Report
 from mcpp.cluster.task import claim_name
 from mcpp.dag import Graph
+from mcpp.dag.heuristics import effective_priority
 from mcpp.errors import ClusterError, WorkflowError
 from mcpp.protocol import ErrorInfo, StartStep, StepCancelled, StepFailed, StepStarted
 from mcpp.protocol import StepSucceeded as Succeeded
@@ -97,7 +98,7 @@ class DaskLauncher:
         self.token = trio.lowlevel.current_trio_token()
         spec = run.spec
         graph = Graph({step.id: step.depends_on for step in spec.steps})
-        self.priority = graph.effective_priority({s.id: s.priority for s in spec.steps})
+        self.priority = effective_priority(graph, {s.id: s.priority for s in spec.steps})
         workers = client.scheduler_info(n_workers=-1).get("workers", {})
         self.declared = {name for w in workers.values() for name in w.get("resources", {})}
         self.live: dict[tuple[str, int], _Attempt] = {}
