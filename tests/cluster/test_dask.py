@@ -147,9 +147,9 @@ class ClusterWorld(World):
 
     cluster: Cluster
 
-    def descendants(self) -> list[psutil.Process]:  # type: ignore[override]
+    def descendants(self) -> list[psutil.Process]:
         members = self.cluster.members()
-        return [p for p in World.descendants() if p.pid not in members]
+        return [p for p in super().descendants() if p.pid not in members]
 
     def new_shm(self) -> list[str]:
         return [name for name in super().new_shm() if not Path(name).name.startswith("sem.mp-")]
