@@ -32,7 +32,7 @@ from mcpp.actors.launch import Emit, Report
 from mcpp.cluster.task import claim_name
 from mcpp.dag import Graph
 from mcpp.dag.heuristics import effective_priority
-from mcpp.errors import ClusterError, WorkflowError
+from mcpp.errors import ClusterError, ProtocolError, WorkflowError
 from mcpp.protocol import ErrorInfo, StartStep, StepCancelled, StepFailed, StepStarted
 from mcpp.protocol import StepSucceeded as Succeeded
 from mcpp.workflow.spec import StepSpec, WorkflowSpec, check_scheduler
@@ -102,6 +102,7 @@ class DaskLauncher:
         workers = client.scheduler_info(n_workers=-1).get("workers", {})
         self.declared = {name for w in workers.values() for name in w.get("resources", {})}
         self.live: dict[tuple[str, int], _Attempt] = {}
+        self.broken: ProtocolError | None = None
         client.subscribe_topic(self.topic, self._on_event)
 
     def _soon(self, fn: Callable[..., Any], *args: Any) -> None:
@@ -111,11 +112,19 @@ class DaskLauncher:
 
     def _on_event(self, event: Any) -> None:
         """Dask's thread: a task relayed its attempt's start, or confirmed its cancel."""
-        _at, (worker, raw) = event
-        self._soon(self._relay, worker, raw)
+        self._soon(self._relay, event)
 
-    def _relay(self, worker: str, raw: bytes) -> None:
-        message = _relayed.decode(raw)
+    def _relay(self, event: Any) -> None:
+        """A relayed event ``(time, [worker address, msgspec bytes])``; anything else on the
+        run's topic is a protocol error that fails the run (:meth:`watch_workers` raises it)."""
+        try:
+            _at, (worker, raw) = event
+            if not isinstance(worker, str):
+                raise ProtocolError(f"expected a worker address, got {type(worker).__name__}")
+            message = _relayed.decode(raw)
+        except (ProtocolError, TypeError, ValueError) as exc:
+            self.broken = ProtocolError(f"run topic {self.topic}: invalid event: {exc}")
+            return
         attempt = self.live.get((message.step, message.attempt))
         if attempt is None:
             return
@@ -129,9 +138,12 @@ class DaskLauncher:
     async def watch_workers(self) -> None:
         """Task: every :data:`WATCH_INTERVAL` seconds, mark the attempts whose worker has left
         the cluster (killed, lost) as lost: that attempt fails at once, whether or not Dask
-        finds another worker to run its task again."""
+        finds another worker to run its task again. Raises ProtocolError once an invalid
+        event came on the run's topic."""
         while True:
             await trio.sleep(WATCH_INTERVAL)
+            if self.broken is not None:
+                raise self.broken
             if not any(a.worker for a in self.live.values()):
                 continue
             try:
@@ -240,8 +252,8 @@ class DaskLauncher:
         """
         try:
             data = future.result()
-        except Exception as exc:
-            message = f"the Dask task of step {start.step!r} did not finish: {exc}"
+        except Exception as exc:  # KilledWorker, FutureCancelledError, a lost scheduler
+            message = f"the Dask task of step {start.step!r} did not finish: {exc!r}"
             return StepFailed(
                 step=start.step,
                 attempt=start.attempt,
