@@ -123,7 +123,8 @@ class DaskLauncher:
                 raise ProtocolError(f"expected a worker address, got {type(worker).__name__}")
             message = _relayed.decode(raw)
         except (ProtocolError, TypeError, ValueError) as exc:
-            self.broken = ProtocolError(f"run topic {self.topic}: invalid event: {exc}")
+            text = f"run topic {self.topic}: invalid event {event!r:.200}: {exc}"
+            self.broken = ProtocolError(text)
             return
         attempt = self.live.get((message.step, message.attempt))
         if attempt is None:
