@@ -22,7 +22,7 @@ from mcpp.cli.graph import add_graph
 from mcpp.cli.manage import add_cancel, add_runs
 from mcpp.cli.runs import add_resume, add_status
 from mcpp.cli.templates import add_dir_option, add_templates, load_target
-from mcpp.errors import MCPPError, WorkflowError
+from mcpp.errors import ClusterError, MCPPError, WorkflowError
 from mcpp.supervisor import signals as early
 
 if TYPE_CHECKING:
@@ -80,7 +80,12 @@ def add_spawn(commands: Any) -> None:
     )
     spawn.add_argument("--max-concurrent", type=int, metavar="N", help="steps running at once")
     spawn.add_argument("--fail-fast", action="store_true", help="cancel everything on a failure")
-    spawn.add_argument("--actors", choices=["per_step", "pool"], help="actor mode")
+    spawn.add_argument("--actors", choices=["per_step", "pool", "dask"], help="actor mode")
+    spawn.add_argument(
+        "--scheduler",
+        metavar="ADDR",
+        help="Dask scheduler (tcp://HOST:PORT or tls://HOST:PORT) for --actors dask",
+    )
     spawn.add_argument("--workers", type=int, metavar="N", help="pool size (pool mode)")
     spawn.add_argument("--json", action="store_true", help="print the result as one JSON document")
     spawn.add_argument("--quiet", action="store_true", help="no progress output")
@@ -114,6 +119,8 @@ def apply_options(spec: WorkflowSpec, args: argparse.Namespace) -> WorkflowSpec:
         changes["on_failure"] = "fail_fast"
     if args.actors:
         changes["actors"] = args.actors
+    if getattr(args, "scheduler", None) is not None:
+        changes["scheduler"] = args.scheduler
     if args.workers is not None:
         if args.workers < 1:
             raise WorkflowError("--workers must be at least 1", field="workers")
@@ -233,6 +240,9 @@ def command(argv: Sequence[str] | None) -> int:
         sys.stdout.flush()  # a closed pipe shows here, inside the handler of main
     except WorkflowError as exc:
         print(f"mcpp: invalid workflow: {one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    except ClusterError as exc:  # before any step started: like a usage error
+        print(f"mcpp: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     except MCPPError as exc:
         print(f"mcpp: {exc}", file=sys.stderr)
