@@ -47,7 +47,10 @@ CAP_ENV: Final = "MCPP_LOG_CAP"
 MAX_LINE: Final = 64 * 1024
 TAIL_LINES: Final = 20
 RUN_FILE: Final = "run.json"
-TRUNCATED: Final = "[mcpp] this attempt's log reached its cap of {cap} bytes ({env}): the rest of its output was dropped"
+TRUNCATED: Final = (
+    "[mcpp] this attempt's log reached its cap of {cap} bytes ({env}): "
+    "the rest of its output was dropped"
+)
 TAIL_SCAN: Final = 1024 * 1024  # bytes read from a log's end to find its stderr tail
 
 STREAMS: Final = {b"out": "stdout", b"err": "stderr"}

@@ -128,7 +128,9 @@ class AttemptLog:
             rest = rest[MAX_LINE:]
         self.partial[tag] = rest
         if any(len(line) > MAX_LINE for line in lines):
-            lines = [line[i : i + MAX_LINE] for line in lines for i in range(0, len(line) or 1, MAX_LINE)]
+            lines = [
+                line[i : i + MAX_LINE] for line in lines for i in range(0, len(line) or 1, MAX_LINE)
+            ]
         if lines:
             self.lines(tag, lines)
 

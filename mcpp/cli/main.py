@@ -10,6 +10,7 @@ import argparse
 import io
 import sys
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from functools import partial
 from typing import Any
 
@@ -19,7 +20,9 @@ from rich.console import Console
 
 from mcpp.cli.cache import add_cache
 from mcpp.cli.events import open_event_hook
+from mcpp.cli.failures import print_failures
 from mcpp.cli.graph import add_graph
+from mcpp.cli.logs import Streamer, add_logs
 from mcpp.cli.output import document_stdout
 from mcpp.cli.progress import Progress, summary
 from mcpp.cli.runs import add_resume, add_status
@@ -27,7 +30,7 @@ from mcpp.cli.templates import add_templates, load_target
 from mcpp.errors import MCPPError, WorkflowError
 from mcpp.supervisor import signals as early
 from mcpp.supervisor.resume import run_journalled
-from mcpp.supervisor.run import run_spec
+from mcpp.supervisor.run import new_run_id, run_spec
 from mcpp.workflow.loader import dump_plan
 from mcpp.workflow.params import parse_param_texts
 from mcpp.workflow.spec import WorkflowSpec, check_spec
@@ -69,6 +72,11 @@ def add_spawn(commands: Any) -> None:
     spawn.add_argument("--json", action="store_true", help="print the result as one JSON document")
     spawn.add_argument("--quiet", action="store_true", help="no progress output")
     spawn.add_argument(
+        "--stream",
+        action="store_true",
+        help="print the steps' output as it comes, each line after its step id (no live view)",
+    )
+    spawn.add_argument(
         "--dry-run",
         action="store_true",
         help="validate and print the plan, start no step (imports the step modules to check "
@@ -102,27 +110,35 @@ def apply_options(spec: WorkflowSpec, args: argparse.Namespace) -> WorkflowSpec:
 
 def spawn_command(args: argparse.Namespace) -> int:
     """Run ``spawn``; return the exit code."""
-    try:
-        spec = load_target(args.file, parse_param_texts(args.param))
-        spec = apply_options(spec, args)
-    except WorkflowError as exc:
-        print(f"mcpp: invalid workflow: {one_line(exc)}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.dry_run:
-        print(dump_plan(spec))
-        return 0
+    # Loading imports the step modules: their import-time output must not reach the document.
     with document_stdout(args.json) as out:
+        try:
+            spec = load_target(args.file, parse_param_texts(args.param))
+            spec = apply_options(spec, args)
+        except WorkflowError as exc:
+            print(f"mcpp: invalid workflow: {one_line(exc)}", file=sys.stderr)
+            return EXIT_USAGE
+        if args.dry_run:
+            out.write(dump_plan(spec).encode() + b"\n")
+            return 0
+        run_id = new_run_id()
+        streamer = Streamer(
+            run_id, [s.id for s in spec.steps], sys.stderr if args.json else sys.stdout
+        )
         with (
-            Progress(quiet=args.quiet or args.json) as progress,
+            Progress(quiet=args.quiet or args.json, live=not args.stream) as progress,
             open_event_hook(args.events, progress.on_event) as on_event,
+            streamer if args.stream else nullcontext(),
         ):
             run = run_spec if args.no_journal else run_journalled
-            result = trio.run(partial(run, spec, on_event=on_event))
+            result = trio.run(partial(run, spec, run_id=run_id, on_event=on_event))
         if args.json:
             out.write(result.to_json() + b"\n")
             out.flush()
     if not args.json:
-        summary(result, Console())
+        console = Console()
+        summary(result, console)
+        print_failures(result, console)
     return result.exit_code
 
 
@@ -169,4 +185,5 @@ COMMANDS: list[Callable[[Any], None]] = [
     add_cache,
     add_graph,
     add_templates,
+    add_logs,
 ]

@@ -27,18 +27,22 @@ STYLES = {str(state): look.style for state, look in LOOKS.items()}
 
 
 class Progress:
-    """Show a run's progress on ``stream`` (standard error by default)."""
+    """Show a run's progress on ``stream`` (standard error by default); without ``live``,
+    plain lines even on a terminal."""
 
-    def __init__(self, *, quiet: bool = False, stream: TextIO | None = None) -> None:
+    def __init__(
+        self, *, quiet: bool = False, stream: TextIO | None = None, live: bool = True
+    ) -> None:
         self.stream = stream or sys.stderr
         self.quiet = quiet
+        self.live_view = live
         self.console = Console(file=self.stream, stderr=stream is None)
         self.live: Live | None = None
         self.began = time.monotonic()
         self.recorder: RunRecorder | None = None
 
     def __enter__(self) -> Progress:
-        if not self.quiet and self.console.is_terminal:
+        if not self.quiet and self.live_view and self.console.is_terminal:
             self.live = Live(
                 Text(""),
                 console=self.console,

@@ -11,6 +11,7 @@ import msgspec
 import trio
 from rich.console import Console
 
+from mcpp.cli.failures import print_failures
 from mcpp.cli.output import document_stdout
 from mcpp.cli.progress import Progress, summary
 from mcpp.errors import WorkflowError
@@ -89,5 +90,7 @@ def resume_command(args: argparse.Namespace) -> int:
         print(f"mcpp: cannot resume: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if not args.json:
-        summary(result, Console())
+        console = Console()
+        summary(result, console)
+        print_failures(result, console)
     return result.exit_code

@@ -9,7 +9,6 @@ read; they never create a file.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -33,6 +32,7 @@ __all__ = [
     "open_run_logs",
     "read_logs",
     "run_active",
+    "run_steps",
 ]
 
 POLL = 0.1  # seconds between looks at a followed run's files
@@ -176,6 +176,11 @@ def _steps(folder: Path) -> list[str]:
     with suppress(OSError):
         return sorted(entry.name for entry in os.scandir(folder) if entry.is_dir())
     return []
+
+
+def run_steps(run_id: str, home: str | os.PathLike[str] | None = None) -> list[str]:
+    """The steps of run ``run_id`` (resolved as :func:`read_logs` does). Raises RunIdError."""
+    return _steps(find_run(run_id, home)[1])
 
 
 def attempts(folder: Path, step: str) -> list[int]:
@@ -339,8 +344,3 @@ def follow_logs(
         if not active:
             return
         wait(POLL)
-
-
-def dumps(lines: list[LogLine]) -> str:
-    """``lines`` as one JSON array (``mcpp logs --json``)."""
-    return json.dumps(msgspec.to_builtins(lines))
