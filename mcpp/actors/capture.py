@@ -12,8 +12,9 @@ a step left behind) goes to the actor's original standard error, never to its st
 output. So a step's output never reaches the terminal or a ``--json`` document.
 
 At the end of an attempt :meth:`OutputCapture.end` flushes ``sys.stdout``/``sys.stderr``,
-waits (at most :data:`SETTLE` s) until the pipes are empty, and returns the last
-:data:`~mcpp.steplog.TAIL_LINES` lines of the attempt's stderr. Output still in a pipe when
+moves what the pipes hold into the log, and returns the last
+:data:`~mcpp.steplog.TAIL_LINES` lines of the attempt's stderr. A ``logging`` record first
+moves what the pipes hold, so it comes after what was printed before it. Output still in a pipe when
 the actor is killed (a timed-out per-step actor, a pool worker's watchdog exit) is lost.
 
 ``logging``: the handler on the root logger makes ``logging.basicConfig()`` in a step a no-op
@@ -52,9 +53,8 @@ from mcpp.steplog import (
     encode_line,
 )
 
-__all__ = ["SETTLE", "AttemptLog", "OutputCapture", "with_stderr_tail"]
+__all__ = ["AttemptLog", "OutputCapture", "with_stderr_tail"]
 
-SETTLE: Final = 1.0  # seconds end() waits at most for the pipes to empty
 CHUNK: Final = 64 * 1024
 FORMATTER: Final = logging.Formatter("%(message)s")
 OPEN_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
@@ -176,10 +176,11 @@ class OutputCapture:
         for stream in (sys.stdout, sys.stderr):
             flush(stream)
         self.fallback = os.dup(2)  # not inheritable: no step process holds it
-        self.lock = threading.Condition()
+        self.lock = threading.Lock()
         self.tags: dict[int, bytes] = {}
         for fd, tag in ((1, b"out"), (2, b"err")):
             read, write = os.pipe()
+            os.set_blocking(read, False)  # drain() and the reader thread both read it
             os.dup2(write, fd)  # inheritable: every process a step starts writes here
             os.close(write)
             self.tags[read] = tag
@@ -203,35 +204,51 @@ class OutputCapture:
     def end(self, *, settle: bool = True) -> tuple[str, ...]:
         """Stop capturing into the running attempt's log; return its stderr tail.
 
-        With ``settle`` it first flushes Python's standard streams and waits (at most
-        :data:`SETTLE` s) until what was written before now has been read from the pipes.
+        With ``settle`` it first flushes Python's standard streams and moves into the log
+        what the pipes hold by now (what the step and its ended processes wrote).
         """
         if settle:
             for stream in (sys.stdout, sys.stderr):
                 flush(stream)
-        deadline = time.monotonic() + SETTLE
         with self.lock:
-            while settle and self.unread() and time.monotonic() < deadline:
-                self.lock.wait(0.01)
+            if settle:
+                self.drain()
             current, self.current = self.current, None
         return () if current is None else current.close()
 
-    def unread(self) -> bool:
-        """True while a pipe holds bytes not read yet (call with the lock held)."""
+    def drain(self) -> None:
+        """Move what the pipes hold now (no more: a writer that never stops cannot hold it
+        up) to where it belongs; the lock held."""
         buffer = bytearray(4)
-        for fd in self.tags:
+        for fd, tag in self.tags.items():
             try:
                 fcntl.ioctl(fd, termios.FIONREAD, buffer)
             except OSError:
                 continue
-            if struct.unpack("i", buffer)[0]:
-                return True
-        return False
+            left = struct.unpack("i", buffer)[0]
+            while left > 0:
+                try:
+                    chunk = os.read(fd, min(left, CHUNK))
+                except OSError:  # BlockingIOError: nothing left after all
+                    break
+                if not chunk:
+                    break
+                left -= len(chunk)
+                self.deliver(tag, chunk)
+
+    def deliver(self, tag: bytes, chunk: bytes) -> None:
+        """Put ``chunk`` of stream ``tag`` where it belongs now; the lock held."""
+        if self.current is None:
+            write_all(self.fallback, chunk)
+        else:
+            self.current.feed(tag, chunk)
 
     def record(self, level: str, levelno: int, text: str) -> None:
-        """Write a ``logging`` record (from the handler, in any thread)."""
+        """Write a ``logging`` record (from the handler, in any thread), after what the pipes
+        hold: what was printed before the record comes before it."""
         lines = [line.encode(errors="backslashreplace") for line in text.split("\n")]
         with self.lock:
+            self.drain()
             current = self.current
             if current is not None and current.path is not None:
                 current.lines(b"log:" + level.encode(), lines)
@@ -239,7 +256,7 @@ class OutputCapture:
                 write_all(self.fallback, f"{level}: {text}\n".encode(errors="replace"))
 
     def read(self) -> None:
-        """The reader thread: move what the pipes deliver into the running attempt's log."""
+        """The reader thread: move what the pipes deliver to where it belongs."""
         poller = select.poll()
         for fd in self.tags:
             poller.register(fd, select.POLLIN)
@@ -250,17 +267,15 @@ class OutputCapture:
                 for fd, _event in events:
                     try:
                         chunk = os.read(fd, CHUNK)
+                    except BlockingIOError:  # drain() took it first
+                        continue
                     except OSError:
                         chunk = b""
-                    if not chunk:
+                    if not chunk:  # every write end closed (a step closed 1 or 2)
                         poller.unregister(fd)
                         open_fds.discard(fd)
                         continue
-                    if self.current is None:
-                        write_all(self.fallback, chunk)
-                    else:
-                        self.current.feed(self.tags[fd], chunk)
-                self.lock.notify_all()
+                    self.deliver(self.tags[fd], chunk)
 
 
 def flush(stream: Any) -> None:

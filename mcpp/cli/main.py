@@ -29,6 +29,7 @@ from mcpp.cli.runs import add_resume, add_status
 from mcpp.cli.templates import add_templates, load_target
 from mcpp.errors import MCPPError, WorkflowError
 from mcpp.supervisor import signals as early
+from mcpp.supervisor.logs import log_cap
 from mcpp.supervisor.resume import run_journalled
 from mcpp.supervisor.run import new_run_id, run_spec
 from mcpp.workflow.loader import dump_plan
@@ -121,6 +122,11 @@ def spawn_command(args: argparse.Namespace) -> int:
         if args.dry_run:
             out.write(dump_plan(spec).encode() + b"\n")
             return 0
+        try:
+            log_cap()  # checked before anything is journalled or started
+        except MCPPError as exc:
+            print(f"mcpp: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         run_id = new_run_id()
         streamer = Streamer(
             run_id, [s.id for s in spec.steps], sys.stderr if args.json else sys.stdout

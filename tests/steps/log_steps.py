@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 
-def chatty(tag: str = "x") -> str:
+def chatty(tag: str = "x", **upstream: object) -> str:
     """Write one line through print, os.write on fd 1, a subprocess's echo, stderr and logging."""
     print(f"print-{tag}")
     os.write(1, f"oswrite-{tag}\n".encode())
@@ -52,3 +52,26 @@ def chatter(lines: int = 400, pause: float = 0.002) -> str:
         print(f"STEPTEXT-ERR {i}", file=sys.stderr, flush=True)
         time.sleep(pause)
     return "quiet"
+
+
+def chatter_until(path: str) -> str:
+    """Print marked lines every way a step can until ``path`` exists."""
+    i = 0
+    while not Path(path).exists():  # the test creates it once it saw the live view
+        print(f"STEPTEXT print {i}", flush=True)
+        os.write(1, f"STEPTEXT os.write {i}\n".encode())
+        print(f"STEPTEXT stderr {i}", file=sys.stderr, flush=True)
+        logging.warning("STEPTEXT logging %d", i)
+        if i % 20 == 0:
+            subprocess.run(["echo", f"STEPTEXT echo {i}"], check=True)
+        i += 1
+        time.sleep(0.01)  # pacing: how fast it prints, not a synchronisation
+    return "quiet"
+
+
+def hang_loud(lines: int = 3) -> None:
+    """Write ``lines`` stderr lines, then block until the step's timeout stops it."""
+    for i in range(lines):
+        print(f"before the hang {i}", file=sys.stderr, flush=True)
+    while True:
+        time.sleep(1)
