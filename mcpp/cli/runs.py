@@ -57,7 +57,9 @@ def status_command(args: argparse.Namespace) -> int:
         if args.json:
             sys.stdout.buffer.write(result.to_json() + b"\n")
         else:
-            summary(result, Console())
+            console = Console()
+            summary(result, console)
+            print_failures(result, console)
         return 0
     if args.json:
         sys.stdout.buffer.write(msgspec.json.encode({"runs": runs}) + b"\n")

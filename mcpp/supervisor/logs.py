@@ -296,7 +296,12 @@ class LogTail:
     def poll(self) -> list[LogLine]:
         """Every complete line written since the last call, in time order."""
         lines: list[LogLine] = []
+        present = set()
+        with suppress(OSError):  # one look at the folder, not one per step of a big run
+            present = {entry.name for entry in os.scandir(self.folder) if entry.is_dir()}
         for step in self.steps:
+            if step not in present:
+                continue
             for attempt in attempts(self.folder, step):
                 if attempt >= self.first.get(step, 0):
                     lines.extend(self._read(step, attempt))

@@ -195,7 +195,7 @@ def test_the_summary_is_followed_by_each_failures_traceback_and_stderr(world: Wo
         task("loud", "fail_loud", args={"lines": 25}),
         task("talk", "chatty"),
     )
-    done = mcpp(world, "spawn", "--no-journal", str(wf))
+    done = mcpp(world, "spawn", str(wf))
     assert done.code == 1
     out = done.stdout
     table = out.index("┏")
@@ -210,6 +210,8 @@ def test_the_summary_is_followed_by_each_failures_traceback_and_stderr(world: Wo
     run_id = read_runs(world)[0]
     assert f"all its output: mcpp logs {run_id} loud" in after
     assert "talk:" not in after  # steps that succeeded get no section
+    status = mcpp(world, "status", run_id).stdout  # the journalled run says the same
+    assert status[status.index("loud: failed (attempt 1)") :] == after
 
 
 def read_runs(world: World) -> list[str]:
