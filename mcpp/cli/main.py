@@ -111,26 +111,25 @@ def apply_options(spec: WorkflowSpec, args: argparse.Namespace) -> WorkflowSpec:
 
 def spawn_command(args: argparse.Namespace) -> int:
     """Run ``spawn``; return the exit code."""
-    # Loading imports the step modules: their import-time output must not reach the document.
-    with document_stdout(args.json) as out:
-        try:
+    try:
+        # Loading imports the step modules: their import-time output must not reach --json.
+        with document_stdout(True) if args.json else nullcontext():
             spec = load_target(args.file, parse_param_texts(args.param))
-            spec = apply_options(spec, args)
-        except WorkflowError as exc:
-            print(f"mcpp: invalid workflow: {one_line(exc)}", file=sys.stderr)
-            return EXIT_USAGE
-        if args.dry_run:
-            out.write(dump_plan(spec).encode() + b"\n")
-            return 0
-        try:
-            log_cap()  # checked before anything is journalled or started
-        except MCPPError as exc:
-            print(f"mcpp: {exc}", file=sys.stderr)
-            return EXIT_USAGE
-        run_id = new_run_id()
-        streamer = Streamer(
-            run_id, [s.id for s in spec.steps], sys.stderr if args.json else sys.stdout
-        )
+        spec = apply_options(spec, args)
+    except WorkflowError as exc:
+        print(f"mcpp: invalid workflow: {one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.dry_run:
+        print(dump_plan(spec))
+        return 0
+    try:
+        log_cap()  # checked before anything is journalled or started
+    except MCPPError as exc:
+        print(f"mcpp: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    run_id = new_run_id()
+    streamer = Streamer(run_id, [s.id for s in spec.steps], sys.stderr if args.json else sys.stdout)
+    with document_stdout(args.json) as out:
         with (
             Progress(quiet=args.quiet or args.json, live=not args.stream) as progress,
             open_event_hook(args.events, progress.on_event) as on_event,
