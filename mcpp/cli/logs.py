@@ -12,19 +12,10 @@ import argparse
 import sys
 import threading
 from collections.abc import Iterable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-import msgspec
-
-from mcpp.supervisor.logs import (
-    POLL,
-    LogLine,
-    LogTail,
-    follow_logs,
-    logs_folder,
-    read_logs,
-    run_steps,
-)
+if TYPE_CHECKING:  # msgspec loads where it is used: `mcpp --help` stays light
+    from mcpp.supervisor.logs import LogLine
 
 __all__ = ["Streamer", "add_logs", "format_line"]
 
@@ -63,6 +54,10 @@ def prefix_width(steps: Iterable[str]) -> int:
 
 def logs_command(args: argparse.Namespace) -> int:
     """Run ``logs``: 0 when shown; unknown runs and steps are MCPPErrors (exit 1)."""
+    import msgspec
+
+    from mcpp.supervisor.logs import follow_logs, read_logs, run_steps
+
     out = sys.stdout
     if args.follow:
         lines: Iterable[LogLine] = follow_logs(args.run_id, args.step, attempt=args.attempt)
@@ -93,6 +88,9 @@ class Streamer:
     the run ``run_id`` runs. :meth:`close` prints what is left and stops it."""
 
     def __init__(self, run_id: str, steps: list[str], stream: TextIO) -> None:
+        from mcpp.supervisor.logs import POLL, LogTail, logs_folder
+
+        self.poll = POLL
         self.tail = LogTail(logs_folder(run_id), steps)
         self.width = prefix_width(steps)
         self.stream = stream
@@ -109,7 +107,7 @@ class Streamer:
         self.show()  # the run is over: every file is complete
 
     def run(self) -> None:
-        while not self.stop.wait(POLL):
+        while not self.stop.wait(self.poll):
             self.show()
 
     def show(self) -> None:
