@@ -200,6 +200,12 @@ class Pool:
         assert process is not None
         ledger = Ledger.read(self.host.run_dir, process.pid)
         running = ledger[1] if ledger is not None and ledger[0] != Ledger.DONE else None
+        if running is None and worker.ended == "cancelled" and worker.batches:
+            # Killed by a cancel before its ledger named a step: the first step it was handed
+            # is cancelled, as a step actor cancelled while it starts is (not requeued, then
+            # skipped: a fast worker start made that a race with the step's first line).
+            first = worker.batches[0]
+            running = next((step for step in worker.held if step in first), None)
         timed_out = worker.ended == "timed_out" or (
             ledger is not None and ledger[0] == Ledger.TIMED_OUT
         )
