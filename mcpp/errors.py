@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["CycleError", "MCPPError", "ProtocolError", "RunError", "WorkflowError"]
+__all__ = ["CycleError", "MCPPError", "ProtocolError", "RefusedError", "RunError", "WorkflowError"]
 
 
 class MCPPError(Exception):
@@ -91,3 +91,9 @@ class RunError(MCPPError):
 
     Step failures are not RunErrors: they are recorded in the run result.
     """
+
+
+class RefusedError(MCPPError):
+    """A request the MCP server's policy refuses: a workflow file outside its ``--root``, an
+    inline workflow without ``--allow-inline``, a run beyond its ``--max-runs``, a run it does not
+    own. Nothing was started or changed."""

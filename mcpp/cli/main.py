@@ -25,6 +25,7 @@ from mcpp.cli.progress import Progress, summary
 from mcpp.cli.runs import add_resume, add_status
 from mcpp.cli.templates import add_templates, load_target
 from mcpp.errors import MCPPError, WorkflowError
+from mcpp.mcp.command import add_mcp
 from mcpp.supervisor import signals as early
 from mcpp.supervisor.resume import run_journalled
 from mcpp.supervisor.run import run_spec
@@ -80,6 +81,37 @@ def add_spawn(commands: Any) -> None:
     spawn.add_argument(
         "--events", metavar="FILE", help="write every run event to FILE as JSON lines"
     )
+    # For programs that start runs (the MCP server): the run id chosen in advance, and
+    # parameters as one JSON object whose values keep their JSON types.
+    spawn.add_argument("--run-id", type=run_id_arg, help=argparse.SUPPRESS)
+    spawn.add_argument("--params-json", metavar="JSON", help=argparse.SUPPRESS)
+
+
+RUN_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+
+
+def run_id_arg(text: str) -> str:
+    """``--run-id``: 1-64 letters, digits, ``_`` or ``-`` (it names a folder under MCPP_HOME)."""
+    if not 0 < len(text) <= 64 or not set(text) <= RUN_ID_CHARS:
+        raise argparse.ArgumentTypeError("a run id is 1-64 letters, digits, '_' or '-'")
+    return text
+
+
+def spawn_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The parameters of ``spawn``: ``--param`` texts, then ``--params-json`` values over them.
+
+    Raises WorkflowError when ``--params-json`` is not one JSON object.
+    """
+    params: dict[str, Any] = dict(parse_param_texts(args.param))
+    if args.params_json is not None:
+        try:
+            values = msgspec.json.decode(args.params_json)
+        except msgspec.DecodeError as exc:
+            raise WorkflowError(f"--params-json: {exc}", field="params") from None
+        if not isinstance(values, dict):
+            raise WorkflowError("--params-json must be a JSON object", field="params")
+        params.update(values)
+    return params
 
 
 def apply_options(spec: WorkflowSpec, args: argparse.Namespace) -> WorkflowSpec:
@@ -103,7 +135,7 @@ def apply_options(spec: WorkflowSpec, args: argparse.Namespace) -> WorkflowSpec:
 def spawn_command(args: argparse.Namespace) -> int:
     """Run ``spawn``; return the exit code."""
     try:
-        spec = load_target(args.file, parse_param_texts(args.param))
+        spec = load_target(args.file, spawn_params(args))
         spec = apply_options(spec, args)
     except WorkflowError as exc:
         print(f"mcpp: invalid workflow: {one_line(exc)}", file=sys.stderr)
@@ -117,7 +149,7 @@ def spawn_command(args: argparse.Namespace) -> int:
             open_event_hook(args.events, progress.on_event) as on_event,
         ):
             run = run_spec if args.no_journal else run_journalled
-            result = trio.run(partial(run, spec, on_event=on_event))
+            result = trio.run(partial(run, spec, run_id=args.run_id, on_event=on_event))
         if args.json:
             out.write(result.to_json() + b"\n")
             out.flush()
@@ -169,4 +201,5 @@ COMMANDS: list[Callable[[Any], None]] = [
     add_cache,
     add_graph,
     add_templates,
+    add_mcp,
 ]

@@ -1,0 +1,201 @@
+"""The runs a ``mcpp mcp`` server owns, when the client goes or the server is stopped: cancelled
+and journalled as such (then resumable), or kept with ``--keep-runs``; never a process left."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from mcpp.supervisor.journal import Journal
+from tests.mcp.client import call, call_error, server_argv, session, wait_status, write_flow
+from tests.world import World, cli_env, gone, wait_for, wait_for_file
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="the MCP tests count processes through /proc"
+)
+
+GATED = """
+[workflow]
+name = "gated"
+
+[[steps]]
+id = "first"
+run = "tests.steps.fault_steps:number"
+args = {{ value = 3 }}
+
+[[steps]]
+id = "wait"
+run = "tests.steps.mcp_steps:gate"
+args = {{ mark = "{mark}", gate = "{gate}" }}
+depends_on = ["first"]
+"""
+
+
+def gated(world: World, name: str = "gated") -> tuple[Path, Path, Path]:
+    """A workflow whose step ``wait`` writes its pid to ``mark`` and waits for ``gate``."""
+    mark, gate = world.workdir / f"{name}.pid", world.workdir / f"{name}.gate"
+    body = GATED.format(mark=mark, gate=gate)
+    return write_flow(world.workdir / "flows" / f"{name}.toml", body), mark, gate
+
+
+def journalled(world: World, run_id: str) -> dict[str, str]:
+    """The run's status and its steps' statuses, read from the journal."""
+    with Journal.open(world.home) as journal:
+        result = journal.load(run_id).result
+    return {"run": result.status, **{k: str(v.status) for k, v in result.steps.items()}}
+
+
+def run(fn: object, *args: object) -> None:
+    anyio.run(fn, *args, backend="asyncio")  # type: ignore[arg-type]
+
+
+def test_closing_the_client_cancels_the_run_and_resume_finishes_it(world: World) -> None:
+    flow, mark, gate = gated(world)
+    started: list[str] = []
+
+    async def first() -> None:
+        async with session(world, "--root", str(flow.parent)) as client:
+            started.append((await call(client, "workflow_submit", file="gated.toml"))["run_id"])
+            await anyio.to_thread.run_sync(wait_for_file, mark, 60)
+            await wait_status(client, started[0], "wait running", lambda s: s["running"])
+        # The client closed stdin: the server cancelled its run before it exited.
+
+    run(first)
+    run_id = started[0]
+    wait_for(lambda: not world.descendants(), 15, "every process of the run gone")
+    assert journalled(world, run_id) == {
+        "run": "cancelled",
+        "first": "succeeded",
+        "wait": "cancelled",
+    }
+    gate.touch()
+
+    async def second() -> None:
+        async with session(world, "--root", str(flow.parent)) as client:
+            resumed = await call(client, "workflow_resume", run_id=run_id)
+            assert resumed["run_id"] == run_id and resumed["status"] == "running"
+            result = await call(client, "workflow_result", run_id=run_id, wait_s=60)
+            assert result["finished"] is True and result["status"] == "succeeded", result
+            steps = result["document"]["steps"]
+            assert steps["wait"]["result"] == "opened"
+            assert steps["first"]["attempts"] == 1 and steps["first"]["result"] == 3  # not re-run
+            again = await call(client, "workflow_resume", run_id=run_id[:8])  # a prefix
+            assert again == {**resumed, "status": "succeeded"}  # nothing left to run
+
+    run(second)
+    assert journalled(world, run_id)["run"] == "succeeded"
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
+def test_a_stopped_server_cancels_its_runs(world: World, signum: int) -> None:
+    # SIGTERM: the server cancels its runs and exits 0; SIGKILL: each run child gets SIGTERM
+    # from the kernel (its parent-death signal) and cancels itself. Over HTTP, once.
+    flow, mark, _ = gated(world)
+    err_path = world.workdir / "server.err"
+    with err_path.open("wb") as err:
+        server = world.spawn(
+            server_argv("--root", str(flow.parent), "--http", "127.0.0.1:0"),
+            cwd=world.cwd,
+            env=cli_env(world),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+    url = wait_for(lambda: _url(err_path), 60, "the server's address")
+    run_ids: list[str] = []
+
+    async def submit() -> None:
+        from mcp.client.session import ClientSession
+        from mcp.client.streamable_http import streamable_http_client
+
+        async with (
+            streamable_http_client(url) as (read, write),
+            ClientSession(read, write) as client,
+        ):
+            await client.initialize()
+            run_ids.append((await call(client, "workflow_submit", file=flow.name))["run_id"])
+            await wait_status(client, run_ids[0], "wait running", lambda s: s["running"])
+
+    run(submit)
+    step_pid = int(wait_for_file(mark, 60))
+    server.send_signal(signum)
+    assert server.wait(timeout=60) == (0 if signum == signal.SIGTERM else -signal.SIGKILL)
+    wait_for(lambda: gone(step_pid) and not world.descendants(), 30, "the run's processes gone")
+    assert journalled(world, run_ids[0]) == {
+        "run": "cancelled",
+        "first": "succeeded",
+        "wait": "cancelled",
+    }
+
+
+def _url(stderr: Path) -> str | None:
+    for line in stderr.read_text(errors="replace").splitlines():
+        if line.startswith("mcpp mcp: serving on "):
+            return line.rsplit(" ", 1)[1]
+    return None
+
+
+def test_keep_runs_lets_a_run_finish_after_the_server_left(world: World) -> None:
+    flow, mark, gate = gated(world)
+    started: list[str] = []
+
+    async def main() -> None:
+        async with session(world, "--root", str(flow.parent), "--keep-runs") as client:
+            started.append((await call(client, "workflow_submit", file="gated.toml"))["run_id"])
+            await anyio.to_thread.run_sync(wait_for_file, mark, 60)
+
+    run(main)
+    step_pid = int(mark.read_text())
+    assert not gone(step_pid)  # the server is gone, its run is not
+    wait_for(lambda: journalled(world, started[0])["wait"] == "running", 30, "wait running")
+    gate.touch()
+    wait_for(lambda: journalled(world, started[0])["run"] == "succeeded", 60, "the kept run done")
+    wait_for(lambda: not world.descendants(), 15, "the kept run's processes gone")
+
+
+def test_runs_beyond_the_limit_are_refused(world: World) -> None:
+    flow, _, _ = gated(world)
+
+    async def main() -> None:
+        async with session(world, "--root", str(flow.parent), "--max-runs", "1") as client:
+            run_id = (await call(client, "workflow_submit", file="gated.toml"))["run_id"]
+            await wait_status(client, run_id, "wait running", lambda s: s["running"])
+            text = await call_error(client, "workflow_submit", file="gated.toml")
+            assert "already runs 1 workflows" in text and run_id in text and "--max-runs 1" in text
+            text = await call_error(client, "workflow_resume", run_id=run_id)
+            assert "still running" in text
+            await call(client, "workflow_cancel", run_id=run_id)
+            listed = await call(client, "workflow_list")
+            assert [(r["run_id"], r["status"]) for r in listed["runs"]] == [(run_id, "cancelled")]
+
+    run(main)
+
+
+def test_cancel_refuses_a_run_the_server_did_not_start(world: World) -> None:
+    flow, mark, _ = gated(world)
+    cli = world.spawn(
+        [sys.executable, "-m", "mcpp.supervisor", "spawn", "--json", str(flow)],
+        cwd=world.cwd,
+        env=cli_env(world),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    wait_for_file(mark, 60)
+
+    async def main() -> None:
+        async with session(world, "--root", str(flow.parent)) as client:
+            listed = await call(client, "workflow_list", status="running")
+            assert [row["owned"] for row in listed["runs"]] == [False]
+            text = await call_error(client, "workflow_cancel", run_id="last")
+            assert "not started by this server" in text and str(cli.pid) in text
+
+    run(main)
+    os.kill(cli.pid, signal.SIGTERM)
+    assert cli.wait(timeout=60) == 130

@@ -1,0 +1,201 @@
+"""``mcpp mcp`` over stdio, driven by the SDK's own ClientSession: the tools as an assistant uses
+them, on real runs (each a ``mcpp spawn`` child of the server), the machine checked after."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import anyio
+import pytest
+
+from tests.mcp.client import ROOT, call, call_error, session, wait_status, write_flow
+from tests.world import World, gone, wait_for, wait_for_file
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="the MCP tests count processes through /proc"
+)
+
+TOOLS = {
+    "workflow_validate",
+    "workflow_submit",
+    "workflow_status",
+    "workflow_result",
+    "workflow_cancel",
+    "workflow_resume",
+    "workflow_list",
+    "workflow_dependencies",
+    "workflow_logs",
+    "templates_list",
+}
+GATED = """
+[workflow]
+name = "gated"
+
+[[steps]]
+id = "first"
+run = "tests.steps.fault_steps:number"
+args = {{ value = 3 }}
+
+[[steps]]
+id = "wait"
+run = "tests.steps.mcp_steps:gate"
+args = {{ mark = "{mark}", gate = "{gate}" }}
+depends_on = ["first"]
+
+[[steps]]
+id = "after"
+run = "tests.steps.fault_steps:count"
+depends_on = ["wait"]
+"""
+
+
+def gated(world: World) -> tuple[Path, Path, Path]:
+    """A workflow whose step ``wait`` writes its pid to ``mark`` and waits for ``gate``."""
+    mark, gate = world.workdir / "wait.pid", world.workdir / "gate"
+    flow = write_flow(world.workdir / "flows" / "gated.toml", GATED.format(mark=mark, gate=gate))
+    return flow, mark, gate
+
+
+def run(fn: object, *args: object) -> None:
+    anyio.run(fn, *args, backend="asyncio")  # type: ignore[arg-type]
+
+
+def test_tools_are_listed_with_descriptions_and_schemas(world: World) -> None:
+    async def main() -> None:
+        async with session(world) as client:
+            listed = (await client.list_tools()).tools
+            assert {tool.name for tool in listed} == TOOLS
+            for tool in listed:
+                assert tool.description and len(tool.description) > 40, tool.name
+                assert tool.input_schema["type"] == "object", tool.name
+                assert tool.output_schema is not None, tool.name
+            submit = next(tool for tool in listed if tool.name == "workflow_submit")
+            props = submit.input_schema["properties"]
+            assert {"file", "params", "max_concurrent", "actors", "fail_fast"} <= set(props)
+            assert "description" in props["max_concurrent"]
+            assert "run_id" in submit.output_schema["properties"]  # type: ignore[index]
+            templates = await client.list_resource_templates()
+            assert "mcpp://runs/{run_id}" in {t.uri_template for t in templates.resource_templates}
+
+    run(main)
+
+
+def test_validate_names_the_step_and_field_and_submit_refuses_the_same(world: World) -> None:
+    broken = write_flow(
+        world.workdir / "flows" / "broken.toml",
+        '[workflow]\nname = "b"\n\n[[steps]]\nid = "a"\nrun = "tests.steps.fault_steps:number"\n\n'
+        '[[steps]]\nid = "late"\nrun = "tests.steps.fault_steps:number"\ntimeout = "soon"\n',
+    )
+
+    async def main() -> None:
+        async with session(world, "--root", str(world.workdir / "flows")) as client:
+            verdict = await call(client, "workflow_validate", file="broken.toml")
+            assert verdict["valid"] is False
+            error = verdict["error"]
+            assert (error["step"], error["field"]) == ("late", "timeout")
+            assert error["file"] == str(broken.resolve())
+            assert error["message"].startswith(f"invalid workflow: {broken.resolve()}: ")
+            assert "step 'late', field 'timeout'" in error["message"]
+            text = await call_error(client, "workflow_submit", file="broken.toml")
+            assert "invalid workflow:" in text and "step 'late', field 'timeout'" in text
+            assert (await call(client, "workflow_list"))["runs"] == []  # nothing started
+
+    run(main)
+
+
+def test_wordcount_submit_poll_status_get_result_list_and_graph(world: World) -> None:
+    progress: list[tuple[float, float | None, str | None]] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append((done, total, message))
+
+    async def main() -> None:
+        async with session(world, "--root", str(ROOT), cwd=ROOT) as client:
+            submitted = await call(
+                client, "workflow_submit", file="examples/wordcount.toml", params={"top": 2}
+            )
+            run_id = submitted["run_id"]
+            assert submitted["status"] == "running"
+            assert submitted["steps"] == ["count_a", "count_b", "count_c", "reduce"]
+            seen = set()
+            deadline = time.monotonic() + 60
+            while True:
+                status = await call(client, "workflow_status", run_id=run_id)
+                assert status["owned"] is True and status["workflow"] == "wordcount"
+                assert sum(status["counts"].values()) == 4
+                seen.add(status["status"])
+                if status["finished"]:
+                    break
+                assert time.monotonic() < deadline, status
+                await anyio.sleep(0.05)  # polling as a client would; the loop waits on status
+            assert status["status"] == "succeeded", status
+            assert status["counts"] == {"succeeded": 4} and status["running"] == []
+            result = await client.call_tool(
+                "workflow_result",
+                {"run_id": run_id[:10], "wait_s": 30},
+                progress_callback=on_progress,
+            )
+            assert not result.is_error, result.content
+            doc = result.structured_content["document"]  # type: ignore[index]
+            assert doc["run_id"] == run_id and doc["status"] == "succeeded"
+            top = doc["steps"]["reduce"]["result"]["top"]
+            assert len(top) == 2 and all(isinstance(n, int) for _, n in top)
+
+            listed = await call(client, "workflow_list", workflow="wordcount", status="succeeded")
+            assert [row["run_id"] for row in listed["runs"]] == [run_id]
+            assert listed["runs"][0]["owned"] is True
+            assert (await call(client, "workflow_list", status="failed"))["runs"] == []
+
+            graph = await call(client, "workflow_dependencies", file="examples/wordcount.toml")
+            assert graph["levels"] == [["count_a", "count_b", "count_c"], ["reduce"]]
+            assert {(e["upstream"], e["downstream"]) for e in graph["edges"]} == {
+                ("count_a", "reduce"),
+                ("count_b", "reduce"),
+                ("count_c", "reduce"),
+            }
+            assert graph["topological_order"][-1] == "reduce"
+            assert graph["critical_path"]["measure"] == "steps"
+            assert (
+                graph["critical_path"]["length"] == 2
+                and graph["critical_path"]["steps"][-1] == "reduce"
+            )
+            measured = await call(client, "workflow_dependencies", run_id="last")
+            assert measured["critical_path"]["measure"] == "duration_s"
+            assert {n["status"] for n in measured["nodes"]} == {"succeeded"}
+            resource = await client.read_resource(f"mcpp://runs/{run_id}")
+            assert f'"run_id":"{run_id}"' in resource.contents[0].text  # type: ignore[union-attr]
+
+    run(main)
+
+
+def test_cancel_stops_a_long_run_and_leaves_no_process(world: World) -> None:
+    flow, mark, gate = gated(world)
+
+    async def main() -> None:
+        async with session(world, "--root", str(flow.parent)) as client:
+            run_id = (await call(client, "workflow_submit", file="gated.toml"))["run_id"]
+            step_pid = int(await anyio.to_thread.run_sync(wait_for_file, mark, 60))
+            status = await wait_status(client, run_id, "wait running", lambda s: s["running"])
+            assert status["running"] == ["wait"] and status["steps"]["first"] == "succeeded"
+            cancelled = await call(client, "workflow_cancel", run_id=run_id)
+            assert cancelled["status"] == "cancelled" and cancelled["exit_code"] == 130
+            assert cancelled["steps"] == {
+                "first": "succeeded",
+                "wait": "cancelled",
+                "after": "skipped",
+            }
+            assert gone(step_pid)
+            # Only the server itself is left below the test.
+            left = wait_for(
+                lambda: (d := world.descendants()) and len(d) == 1 and d,
+                10,
+                "the run's processes gone",
+            )
+            assert "mcp" in left[0].cmdline()
+            again = await call(client, "workflow_status", run_id=run_id)
+            assert again["status"] == "cancelled" and again["finished"] is True
+
+    run(main)
+    assert not gate.exists()
