@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
+import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.world import World
-
-
-def descendants() -> list[psutil.Process]:
-    """Living (non-zombie) descendants of this test process."""
-    alive = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if child.status() != psutil.STATUS_ZOMBIE:
-                alive.append(child)
-        except psutil.NoSuchProcess:
-            pass
-    return alive
+from tests.world import World, descendants
 
 
 def wait_until_gone(find: object, timeout: float = 5.0) -> list[psutil.Process]:
@@ -52,6 +42,19 @@ def no_leftovers_after_session() -> Iterator[None]:
     for proc in left:
         proc.kill()
     assert not left, f"the test session left processes alive: {[p.cmdline() for p in left]}"
+
+
+def write_module(folder: Path, source: str, prefix: str = "steps") -> str:
+    """Write ``source`` as a module in ``folder`` under a name unique to the test; return it."""
+    name = f"{prefix}_{uuid.uuid4().hex}"
+    (folder / f"{name}.py").write_text(source)
+    return name
+
+
+@pytest.fixture
+def restore_sys_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Put ``sys.path`` back after the test (loading a workflow prepends its folders)."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
 
 
 async def wait_for_text(path: Path) -> str:

@@ -13,7 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mcpp.dag import Graph, RunState, StepState
+from mcpp.dag import Graph, RunState, StepState, export
+from mcpp.dag.heuristics import critical_path, effective_priority, levels
 from mcpp.errors import CycleError, WorkflowError
 from mcpp.status import LOOKS
 
@@ -146,7 +147,7 @@ def test_queries_on_a_diamond() -> None:
     assert graph.dependents("a") == ("b", "c")
     assert graph.ancestors("d") == {"a", "b", "c"}
     assert graph.descendants("b") == {"d"}
-    assert graph.levels() == (("a",), ("b", "c"), ("d",))
+    assert levels(graph) == (("a",), ("b", "c"), ("d",))
     with pytest.raises(KeyError, match="unknown step 'e'"):
         graph.dependents("e")
 
@@ -159,7 +160,7 @@ def test_topological_order_breaks_ties_by_definition_order() -> None:
 
 def test_levels_use_the_longest_path() -> None:
     graph = Graph({"a": [], "b": ["a"], "c": ["b"], "d": ["a", "c"], "e": []})
-    assert graph.levels() == (("a", "e"), ("b",), ("c",), ("d",))
+    assert levels(graph) == (("a", "e"), ("b",), ("c",), ("d",))
 
 
 @given(dags())
@@ -192,8 +193,8 @@ def test_a_definition_order_that_respects_the_edges_is_kept() -> None:
 
 @given(dags())
 def test_levels_are_consistent_with_edges(deps: dict[str, list[str]]) -> None:
-    levels = Graph(deps).levels()
-    level = {step: k for k, group in enumerate(levels) for step in group}
+    groups = levels(Graph(deps))
+    level = {step: k for k, group in enumerate(groups) for step in group}
     assert sorted(level) == sorted(deps)
     for step, needs in deps.items():
         assert level[step] == (1 + max(level[d] for d in needs) if needs else 0)
@@ -210,29 +211,29 @@ def test_ancestors_and_descendants_mirror_each_other(deps: dict[str, list[str]])
 
 def test_critical_path_counts_steps_by_default() -> None:
     graph = Graph({"a": [], "b": ["a"], "c": ["b"], "d": ["a"], "lone": []})
-    assert graph.critical_path() == {"a": 3.0, "b": 2.0, "c": 1.0, "d": 1.0, "lone": 1.0}
+    assert critical_path(graph) == {"a": 3.0, "b": 2.0, "c": 1.0, "d": 1.0, "lone": 1.0}
 
 
 def test_critical_path_weights_by_duration() -> None:
     graph = Graph(DIAMOND)
-    path = graph.critical_path({"a": 2.0, "b": 1.0, "c": 10.0, "d": 0.5})
+    path = critical_path(graph, {"a": 2.0, "b": 1.0, "c": 10.0, "d": 0.5})
     assert path == {"a": 12.5, "b": 1.5, "c": 10.5, "d": 0.5}
     with pytest.raises(ValueError, match=">= 0"):
-        graph.critical_path({"a": -1.0})
+        critical_path(graph, {"a": -1.0})
     with pytest.raises(KeyError):
-        graph.critical_path({"zzz": 1.0})
+        critical_path(graph, {"zzz": 1.0})
 
 
 def test_effective_priority_is_inherited_from_dependents() -> None:
     graph = Graph({"a": [], "b": ["a"], "c": ["a"], "d": ["b"], "other": []})
-    assert graph.effective_priority({"d": 7, "c": 3, "other": -1}) == {
+    assert effective_priority(graph, {"d": 7, "c": 3, "other": -1}) == {
         "a": 7,
         "b": 7,
         "c": 3,
         "d": 7,
         "other": -1,
     }
-    assert graph.effective_priority({"a": 9}) == {"a": 9, "b": 0, "c": 0, "d": 0, "other": 0}
+    assert effective_priority(graph, {"a": 9}) == {"a": 9, "b": 0, "c": 0, "d": 0, "other": 0}
 
 
 # -- exports ---------------------------------------------------------------------------------
@@ -240,7 +241,7 @@ def test_effective_priority_is_inherited_from_dependents() -> None:
 
 def test_json_export_round_trips() -> None:
     graph = Graph(DIAMOND)
-    doc = json.loads(graph.to_json({"a": StepState.SUCCEEDED, "b": StepState.FAILED}))
+    doc = json.loads(export.to_json(graph, {"a": StepState.SUCCEEDED, "b": StepState.FAILED}))
     assert doc["nodes"] == [
         {"id": "a", "state": "succeeded"},
         {"id": "b", "state": "failed"},
@@ -256,7 +257,7 @@ def test_json_export_round_trips() -> None:
 
 
 def test_dot_export_has_every_node_and_edge_and_colours_states() -> None:
-    dot = Graph(DIAMOND).to_dot({"d": StepState.SKIPPED}, name="etl")
+    dot = export.to_dot(Graph(DIAMOND), {"d": StepState.SKIPPED}, name="etl")
     lines = dot.splitlines()
     assert lines[0] == 'digraph "etl" {' and lines[-1] == "}"
     assert re.findall(r'^  "(\w)" -> "(\w)";$', dot, re.M) == [
@@ -270,12 +271,12 @@ def test_dot_export_has_every_node_and_edge_and_colours_states() -> None:
 
 
 def test_dot_export_quotes_awkward_ids() -> None:
-    dot = Graph({'say "hi"': [], "b\\": ['say "hi"']}).to_dot()
+    dot = export.to_dot(Graph({'say "hi"': [], "b\\": ['say "hi"']}))
     assert '  "say \\"hi\\"" -> "b\\\\";' in dot.splitlines()
 
 
 def test_mermaid_export_shape() -> None:
-    text = Graph({"a": [], 'q"t': ["a"]}).to_mermaid({"a": StepState.RUNNING})
+    text = export.to_mermaid(Graph({"a": [], 'q"t': ["a"]}), {"a": StepState.RUNNING})
     assert text.splitlines() == [
         "flowchart LR",
         '  s0["a"]',
@@ -288,7 +289,7 @@ def test_mermaid_export_shape() -> None:
 
 def test_exports_reject_states_of_unknown_steps() -> None:
     with pytest.raises(KeyError):
-        Graph(DIAMOND).to_json({"zzz": StepState.FAILED})
+        export.to_json(Graph(DIAMOND), {"zzz": StepState.FAILED})
 
 
 # -- run state -------------------------------------------------------------------------------
@@ -513,6 +514,6 @@ def test_100k_steps_build_sort_and_run(
     finished = time.perf_counter()
     assert len(order) == N
     assert run.counts()[StepState.SUCCEEDED] == N
-    assert len(graph.levels()) >= 1 and len(graph.critical_path()) == N
+    assert len(levels(graph)) >= 1 and len(critical_path(graph)) == N
     with capsys.disabled():
         print(f"\n{make.__name__}: build+sort {built - started:.3f}s, run {finished - built:.3f}s")

@@ -28,6 +28,7 @@ from tests.world import (  # world and mode are fixtures
     World,
     cli_argv,
     cli_env,
+    descendants,
     gone,
     read_pids,
     run_cli,
@@ -106,7 +107,7 @@ def test_harness_sees_a_daemon_outside_mcpp_and_reaps_it(world: World) -> None:
     pid = start_daemon(world)
     # A subreaper adopts the double-forked daemon; without one it would belong to init.
     assert psutil.Process(pid).ppid() == os.getpid()
-    assert pid in {p.pid for p in world.descendants()}
+    assert pid in {p.pid for p in descendants()}
     with pytest.raises(AssertionError, match=rf"\b{pid}\b.*sleep 300"):
         world.assert_clean(timeout=0.3)
     # assert_clean killed it; the reaper thread reaped the zombie (as init would).
@@ -510,7 +511,7 @@ def test_21_command_substitution_returns_when_a_step_left_a_daemon(world: World)
         out, err = proc.communicate(timeout=30)
     except subprocess.TimeoutExpired:
         exited = proc.poll()
-        for leftover in world.descendants():  # whatever holds the pipe open
+        for leftover in descendants():  # whatever holds the pipe open
             with contextlib.suppress(psutil.Error):
                 leftover.kill()
         proc.kill()

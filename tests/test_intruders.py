@@ -712,7 +712,7 @@ def attack_endpoints(run: LiveRun, opened: list[Peer], findings: list[str], mark
     ``os:system("touch MARKER")``."""
     messages = evil_messages(marker)
     calls = [
-        ("mcpp.actors.coordinator", "coordinate", {}),
+        ("mcpp.actors.coordinate", "coordinate", {}),
         ("mcpp.actors.step", "serve", {}),
         ("os", "system", {"command": f"touch {marker}"}),
     ]

@@ -105,6 +105,18 @@ def wait_for(
         time.sleep(interval)
 
 
+def descendants() -> list[psutil.Process]:
+    """Every living (non-zombie) descendant of the test process, whatever it runs."""
+    alive = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE:
+                alive.append(proc)
+        except psutil.NoSuchProcess:
+            pass
+    return alive
+
+
 def gone(pid: int) -> bool:
     """True if ``pid`` no longer runs (it does not exist, or it is a zombie)."""
     try:
@@ -183,7 +195,7 @@ class World:
                     proc.kill()
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=10)
-            for pid in [p.pid for p in self.descendants()]:
+            for pid in [p.pid for p in descendants()]:
                 with contextlib.suppress(psutil.Error):
                     psutil.Process(pid).kill()
         finally:
@@ -230,18 +242,6 @@ class World:
         """Wait until the reaper loop has gone round ``n`` more times."""
         target = self.passes + n
         wait_for(lambda: self.passes >= target, timeout, "the reaper thread")
-
-    @staticmethod
-    def descendants() -> list[psutil.Process]:
-        """Every living (non-zombie) descendant of the test process, whatever it runs."""
-        alive = []
-        for proc in psutil.Process().children(recursive=True):
-            try:
-                if proc.status() != psutil.STATUS_ZOMBIE:
-                    alive.append(proc)
-            except psutil.NoSuchProcess:
-                pass
-        return alive
 
     # files
 
@@ -296,7 +296,7 @@ class World:
         first_seen: dict[str, float] = {}
         deadline = time.monotonic() + timeout
         while True:
-            procs = {p.pid for p in self.descendants()} | set(self._alive_pids(pids))
+            procs = {p.pid for p in descendants()} | set(self._alive_pids(pids))
             temp = self.temp_leftovers()
             shm_now = self.new_shm()
             now = time.monotonic()

@@ -1,9 +1,8 @@
-"""The coordinator actor: holds the DAG, starts ready steps, applies the failure policy.
+"""The coordinator's policy: holds the DAG, starts ready steps, applies the failure policy.
 
-The supervisor opens :func:`coordinate` as a tractor context and sends one ``RunWorkflow``;
-the coordinator streams events back (``StepStarted``, ``StepSucceeded``, ``StepFailed``,
-``StepSkipped``, ``StepCancelled`` and finally ``RunFinished``). A ``CancelRun``, or the
-supervisor's side of the stream closing, cancels every running step and skips the rest.
+:class:`Coordinator` runs one ``RunWorkflow`` and streams its events back (``StepStarted``,
+``StepSucceeded``, ``StepFailed``, ``StepSkipped``, ``StepCancelled`` and finally
+``RunFinished``); the actor around it is :mod:`mcpp.actors.coordinate`.
 
 Scheduling is ready-set, never level by level: a step starts as soon as its own dependencies
 succeeded and a slot (``max_concurrent``, resource pools) is free.
@@ -16,32 +15,23 @@ succeeded and a slot (``max_concurrent``, resource pools) is free.
 from __future__ import annotations
 
 import os
-import shutil
-import signal
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
-from functools import partial
 from typing import Any
 
 import msgspec
 import trio
 
 from mcpp import protocol
-from mcpp.actors import contain, tractor
 from mcpp.actors.chains import Chains
-from mcpp.actors.helpers import start_helpers, stop_helpers
 from mcpp.actors.inputs import Inputs
-from mcpp.actors.launch import Emit, Report, run_isolated
+from mcpp.actors.launch import Launch, run_isolated
 from mcpp.actors.outbox import Outbox, Send
-from mcpp.actors.parentwatch import on_exit, watch_parent
-from mcpp.actors.pool import Outcome, Plan, Pool, PoolHost, Requeue
+from mcpp.actors.pool import Outcome, Plan, Pool, PoolFactory, Requeue
 from mcpp.actors.scheduler import ReadyQueue, Slots, retry_delay, should_retry
 from mcpp.cache.step import StepCache
 from mcpp.dag import Graph, StepState
-from mcpp.errors import ProtocolError
 from mcpp.protocol import (
-    CancelRun,
     RunFinished,
     RunWorkflow,
     StartStep,
@@ -52,13 +42,7 @@ from mcpp.protocol import (
 )
 from mcpp.workflow.spec import StepSpec
 
-__all__ = ["Coordinator", "Launch", "PoolFactory", "coordinate"]
-
-Launch = Callable[[StepSpec, StartStep, Emit, Report], Awaitable[None]]
-"""Run one attempt of a step in a process of its own, as :func:`~mcpp.actors.launch.run_isolated`:
-``emit`` its ``StepStarted``, ``report`` its outcome once (not if cancelled first)."""
-PoolFactory = Callable[[PoolHost, int], Pool]
-"""Make the pool of ``size`` workers serving a run (pool mode)."""
+__all__ = ["Coordinator"]
 
 
 class Coordinator:
@@ -133,7 +117,7 @@ class Coordinator:
 
     def emit(self, event: Any) -> None:
         """Queue one event for the supervisor."""
-        self._outbox.emit(event)
+        self._outbox.add(event)
 
     # --- the run ----------------------------------------------------------------------------
 
@@ -158,7 +142,7 @@ class Coordinator:
         with self._cache:
             async with trio.open_nursery() as nursery:
                 self._nursery = nursery
-                nursery.start_soon(self._outbox.flush)
+                nursery.start_soon(self._outbox.run)
                 if self._pool is not None:
                     await nursery.start(self._pool.run)
                 self.deliver(None)
@@ -417,56 +401,3 @@ class Coordinator:
         for step_id in steps:
             self.emit(StepSkipped(step=step_id, because=self._state.skipped_because(step_id)))
             self._inputs.consumed(step_id)
-
-
-@tractor.context
-async def coordinate(ctx: tractor.Context) -> None:
-    """Run the workflow of the first message on the stream; stream its events back.
-
-    Only the coordinator's parent (the supervisor) may open it, else ProtocolError; its first
-    message must be a ``RunWorkflow``.
-    The coordinator is a child subreaper: an actor's orphans re-parent to it, and it ends them
-    (:func:`mcpp.actors.contain.sweep`); when it is done, no process below it is left.
-    """
-    watch_parent()
-    contain.become_subreaper()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor alone handles Ctrl-C
-    if ctx.chan is not tractor.current_actor()._parent_chan:
-        raise ProtocolError("refused: the coordinator serves only its parent")
-    await ctx.started(os.getpid())
-    async with ctx.open_stream() as opened:
-        stream: Any = opened
-        run = protocol.to_coordinator.decode(await stream.receive())
-        if not isinstance(run, RunWorkflow):
-            raise ProtocolError(f"expected RunWorkflow, got {type(run).__name__}")
-        if run.run_dir is not None:  # the cleanup is registered first: nothing is ever left
-            on_exit(partial(shutil.rmtree, run.run_dir, ignore_errors=True))
-            os.mkdir(run.run_dir, 0o700)
-        try:
-            spawner = await start_helpers()
-            try:
-                await drive(run, stream, frozenset({spawner.pid}))
-            finally:
-                with trio.CancelScope(shield=True):
-                    await stop_helpers(spawner)
-        finally:
-            if run.run_dir is not None:
-                shutil.rmtree(run.run_dir, ignore_errors=True)
-
-
-async def drive(run: RunWorkflow, stream: Any, helpers: frozenset[int]) -> None:
-    """Run ``run`` to its end, listening for ``CancelRun`` and sweeping orphans meanwhile."""
-    coordinator = Coordinator(run, stream.send)
-
-    async def listen() -> None:
-        async for raw in stream:
-            message = protocol.to_coordinator.decode(raw)
-            if isinstance(message, CancelRun):
-                coordinator.cancel(message.reason)
-        coordinator.cancel("the supervisor closed the run")
-
-    async with trio.open_nursery() as nursery:
-        nursery.start_soon(listen)
-        nursery.start_soon(contain.sweep, lambda: helpers)
-        await coordinator.run()
-        nursery.cancel_scope.cancel()

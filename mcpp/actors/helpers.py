@@ -7,7 +7,7 @@ from functools import partial
 import trio
 
 from mcpp.actors import contain
-from mcpp.actors.spawner import Spawner
+from mcpp.actors.spawner.parent import Spawner
 from mcpp.actors.tractor import _spawn
 
 __all__ = ["start_helpers", "stop_helpers"]

@@ -27,6 +27,9 @@ __all__ = [
     "LIVENESS",
     "SPAWN_TIMEOUT",
     "STEP_MODULES",
+    "Emit",
+    "Launch",
+    "Report",
     "process_death",
     "run_isolated",
 ]
@@ -39,6 +42,9 @@ STEP_MODULES = ["mcpp.actors.step"]
 Emit = Callable[[Any], Awaitable[None]]
 Outcome = StepSucceeded | StepFailed
 Report = Callable[[Outcome], None]
+Launch = Callable[[StepSpec, StartStep, Emit, Report], Awaitable[None]]
+"""Run one attempt of a step in a process of its own, as :func:`run_isolated`: ``emit`` its
+``StepStarted``, ``report`` its outcome once (not if cancelled first)."""
 
 
 def process_death(returncode: int | None, pid: int, role: str = "step process") -> str:
@@ -54,8 +60,8 @@ def process_death(returncode: int | None, pid: int, role: str = "step process") 
 
 class ProcessHandle:
     """The process of an actor, however it was started (a ``trio.Process`` for the 'trio'
-    start method, a :class:`mcpp.actors.spawner.ForkedProcess` for 'fork_server'), behind one
-    typed interface."""
+    start method, a :class:`~mcpp.actors.spawner.parent.ForkedProcess` for 'fork_server'), behind
+    one typed interface."""
 
     def __init__(self, process: Any) -> None:
         self.process = process

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -49,7 +49,17 @@ from mcpp.protocol import (
     StepSucceeded,
 )
 
-__all__ = ["MAX_BATCH", "MAX_BATCHES", "Outcome", "Plan", "Pool", "PoolHost", "Requeue", "Worker"]
+__all__ = [
+    "MAX_BATCH",
+    "MAX_BATCHES",
+    "Outcome",
+    "Plan",
+    "Pool",
+    "PoolFactory",
+    "PoolHost",
+    "Requeue",
+    "Worker",
+]
 
 MAX_BATCHES = 2
 MAX_BATCH = 500
@@ -341,6 +351,10 @@ class Pool:
         if process.poll() is None:
             worker.ended = "unresponsive"
             process.kill()
+
+
+PoolFactory = Callable[[PoolHost, int], Pool]
+"""Make the pool of ``size`` workers serving a run: :class:`Pool` itself, or a test's fake."""
 
 
 class Plan:

@@ -20,7 +20,7 @@ import msgspec
 import trio
 
 from mcpp import protocol
-from mcpp.actors import contain, coordinator, tractor
+from mcpp.actors import contain, coordinate, tractor
 from mcpp.actors.launch import child_process, process_death, stop_actor
 from mcpp.errors import RunError
 from mcpp.protocol import CancelRun, RunWorkflow
@@ -28,7 +28,7 @@ from mcpp.protocol import CancelRun, RunWorkflow
 __all__ = ["RunChannel", "free_port", "inside_actor", "open_run"]
 
 LOOPBACK = "127.0.0.1"
-COORDINATOR_MODULES = ["mcpp.actors.coordinator"]
+COORDINATOR_MODULES = ["mcpp.actors.coordinate"]
 # mcpp reports every failure itself; tractor's own console log would repeat expected ones
 # (a cancelled step context) as errors. Its 'runtime' and 'transport' levels would also print
 # the run secret, so they must never be enabled.
@@ -173,7 +173,7 @@ async def open_actors(run: RunWorkflow) -> AsyncIterator[RunChannel]:
                 if contain.is_subreaper():
                     watch_nursery.start_soon(contain.sweep, lambda: {process.pid})
                 async with (
-                    portal.open_context(coordinator.coordinate) as (ctx, _pid),
+                    portal.open_context(coordinate.coordinate) as (ctx, _pid),
                     ctx.open_stream() as stream,
                 ):
                     await stream.send(protocol.encode(run))

@@ -15,12 +15,10 @@ exits the worker.
 
 from __future__ import annotations
 
-import inspect
 import os
 import queue
 import threading
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -31,6 +29,8 @@ import trio
 from mcpp import protocol
 from mcpp.actors import contain
 from mcpp.actors.hygiene import ProcessState, Unrestorable
+from mcpp.batching import Batcher
+from mcpp.calls import is_async
 from mcpp.protocol import Retiring, StartStep, StepFailed, StepStarted, StepSucceeded
 
 __all__ = ["EXIT_TIMED_OUT", "START_DELAY", "BatchRunner", "Ledger"]
@@ -84,6 +84,11 @@ class Ledger:
         return data[:1], data[5 : 5 + size].decode(errors="replace")
 
 
+def is_outcome(report: Any) -> bool:
+    """A report that must not wait for more: anything but a ``StepStarted``."""
+    return not isinstance(report, StepStarted)
+
+
 class BatchRunner:
     """Run submitted steps one at a time in a daemon thread; stream reports with ``send``."""
 
@@ -97,10 +102,7 @@ class BatchRunner:
         self.error_info = error_info
         self.token = trio.lowlevel.current_trio_token()
         self.inbox: queue.SimpleQueue[StartStep] = queue.SimpleQueue()
-        self.reports: deque[Any] = deque()
-        self.wake = trio.Event()
-        self.wake_pending = False
-        self.sending = trio.Lock()
+        self.reports = Batcher(self.send_batch, delay=START_DELAY, urgent=is_outcome)
         self.pid = os.getpid()
         self.ledger = Ledger(run_dir, self.pid)
         self.state = ProcessState()
@@ -115,11 +117,8 @@ class BatchRunner:
         self.inbox.put(start)
 
     def report(self, item: Any) -> None:
-        """From the runner thread: hand ``item`` to the sender, waking it if it sleeps."""
-        self.reports.append(item)
-        if not self.wake_pending:
-            self.wake_pending = True
-            self.token.run_sync_soon(self.wake.set)
+        """From the runner thread: hand ``item`` to the sender."""
+        self.reports.add_from_thread(item)
 
     async def flush(self) -> None:
         """Send reports as they come, batching what piles up during a send. Runs forever.
@@ -127,26 +126,15 @@ class BatchRunner:
         A lone ``StepStarted`` waits up to :data:`START_DELAY` for the step's outcome, so a
         short step costs one message, not two (nothing needs to know of a start sooner).
         """
-        while True:
-            await self.wake.wait()
-            self.wake = trio.Event()
-            self.wake_pending = False
-            if all(isinstance(item, StepStarted) for item in self.reports):
-                with trio.move_on_after(START_DELAY):
-                    await self.wake.wait()
-                self.wake = trio.Event()
-                self.wake_pending = False
-            await self.send_reports()
+        await self.reports.run()
 
     async def send_reports(self) -> None:
         """Send every report made so far, as one batch."""
-        async with self.sending:
-            items = []
-            while self.reports:
-                items.append(self.reports.popleft())
-            if items:
-                batch = protocol.ResultBatch(results=tuple(items))
-                await self.send(protocol.encode(batch))
+        await self.reports.send_now()
+
+    async def send_batch(self, items: list[Any]) -> None:
+        """Send ``items`` as one ``ResultBatch``."""
+        await self.send(protocol.encode(protocol.ResultBatch(results=tuple(items))))
 
     def watchdog(self) -> None:
         """The watchdog thread: exit the worker when the running step passes its timeout.
@@ -232,7 +220,7 @@ class BatchRunner:
                 kwargs = protocol.decode_value(start.kwargs)
                 if start.after is not None and upstream is not None:
                     kwargs[start.after_name or start.after] = protocol.decode_value(upstream)
-                if inspect.iscoroutinefunction(fn):
+                if is_async(fn):
                     value = trio.from_thread.run(
                         partial(self.run_async, fn, kwargs), trio_token=self.token
                     )

@@ -17,6 +17,7 @@ import random
 from collections.abc import Callable, Mapping
 
 from mcpp.dag import Graph
+from mcpp.dag.heuristics import critical_path, effective_priority
 from mcpp.workflow.spec import StepSpec, WorkflowSpec
 
 __all__ = ["ReadyQueue", "Slots", "retry_delay", "should_retry"]
@@ -63,8 +64,8 @@ class ReadyQueue:
 
     def __init__(self, spec: WorkflowSpec, graph: Graph) -> None:
         self.steps = {step.id: step for step in spec.steps}
-        priority = graph.effective_priority({s.id: s.priority for s in spec.steps})
-        critical = graph.critical_path()
+        priority = effective_priority(graph, {s.id: s.priority for s in spec.steps})
+        critical = critical_path(graph)
         self.keys: dict[str, tuple[float, float, float, int]] = {
             step.id: (
                 -priority[step.id],

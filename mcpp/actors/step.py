@@ -7,19 +7,17 @@ authenticated with the run's key, and a connection other than the parent's is re
 
 from __future__ import annotations
 
-import inspect
 import os
 import signal
 import time
 import traceback
-from functools import partial
 from typing import Any
 
 import msgspec
 import outcome
 import trio
 
-from mcpp import protocol
+from mcpp import calls, protocol
 from mcpp.actors import contain, tractor
 from mcpp.actors.parentwatch import watch_parent
 from mcpp.actors.runner import BatchRunner
@@ -60,10 +58,7 @@ async def call(start: StartStep) -> msgspec.Raw:
 
     fn = resolve(start.target, import_paths=start.import_paths, main_path=start.main_path)
     kwargs: dict[str, Any] = protocol.decode_value(start.kwargs)
-    if inspect.iscoroutinefunction(fn):
-        value = await fn(**kwargs)
-    else:
-        value = await trio.to_thread.run_sync(partial(fn, **kwargs), abandon_on_cancel=True)
+    value = await calls.call(fn, kwargs=kwargs, abandon_on_cancel=True)
     return protocol.encode_value(value, step=start.step)
 
 

@@ -18,6 +18,7 @@ from collections.abc import Mapping, Sequence
 
 import msgspec
 
+from mcpp.benchmarks.common import comma_list
 from mcpp.benchmarks.document import Document, emit
 
 __all__ = ["BENCHMARKS", "MODEST", "Suite", "main", "parser", "run", "run_one"]
@@ -50,23 +51,14 @@ class Suite(msgspec.Struct, kw_only=True):
 
 def parser(*, add_help: bool = True) -> argparse.ArgumentParser:
     """The options of the whole run."""
-
-    def names(text: str) -> list[str]:
-        chosen = [n for n in text.split(",") if n]
-        unknown = sorted(set(chosen) - set(BENCHMARKS))
-        if not chosen or unknown:
-            raise argparse.ArgumentTypeError(f"unknown benchmarks: {', '.join(unknown)}")
-        return chosen
-
     p = argparse.ArgumentParser(
         prog="python -m mcpp.benchmarks.all",
         description="Run every benchmark; print their documents as JSON.",
         add_help=add_help,
     )
     p.add_argument("--smoke", action="store_true", help="tiny sizes, one repetition")
-    p.add_argument(
-        "--only", type=names, default=list(BENCHMARKS), help="benchmarks, comma-separated (all)"
-    )
+    only = comma_list(choices=BENCHMARKS)
+    p.add_argument("--only", type=only, default=list(BENCHMARKS), help="benchmarks (all)")
     p.add_argument("--modes", default="per_step,pool", help="actor modes (per_step,pool)")
     return p
 

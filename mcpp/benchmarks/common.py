@@ -2,21 +2,17 @@
 
 A workload is a DAG of :class:`Task` s naming functions of :mod:`mcpp.benchmarks.workloads`.
 :func:`run_mcpp` runs it as a mcpp workflow (this process is the supervisor);
-:func:`span_baseline` runs it on a stdlib ``ProcessPoolExecutor`` driven by a plain DAG loop
-(:func:`run_dag`: submit each task when its dependencies are done, pass upstream results as
-keyword arguments, exactly as mcpp does).
-
-In-run timing (:class:`Span`, :func:`span_baseline`) leaves start-up and tear-down out: for mcpp
-the clock runs from the first ``StepStarted`` of the run to ``RunFinished``; for the baseline,
-on a pool whose workers are already started and warm, from the first submission to the last
-result.
-The figures and the document: :mod:`mcpp.benchmarks.document`.
+:func:`span_baseline` runs it on a stdlib ``ProcessPoolExecutor`` driven by :func:`run_dag`, a
+plain DAG loop that passes upstream results as keyword arguments, exactly as mcpp does.
+:func:`compare` times a workload on both, in-run (:class:`Span`: start-up and tear-down left
+out). The figures and the document: :mod:`mcpp.benchmarks.document`.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures as cf
+import graphlib
 import multiprocessing
 import queue
 import tempfile
@@ -24,6 +20,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -32,35 +29,17 @@ import trio
 
 from mcpp import protocol
 from mcpp.benchmarks import workloads
-from mcpp.benchmarks.document import Figure, figure
+from mcpp.benchmarks.document import Figure, Figures, document, figure, output
 from mcpp.supervisor.results import RunRecorder, RunResult
 from mcpp.supervisor.resume import run_journalled
 from mcpp.supervisor.run import EventHook, run_spec
 from mcpp.workflow.spec import ActorMode, StepSpec, WorkflowSpec
 
 __all__ = [
-    "MODES",
-    "BenchmarkError",
-    "Runs",
-    "Span",
-    "Submit",
-    "Task",
-    "Timing",
-    "base_parser",
-    "chain",
-    "compare",
-    "fanout",
-    "layered",
-    "open_baseline",
-    "run_dag",
-    "run_mcpp",
-    "span_baseline",
-    "span_mcpp",
-    "target",
-    "to_spec",
-    "warm_up",
-    "write_workflow",
-]
+    "IN_RUN", "WALL_S", "BenchmarkError", "Runs", "Span", "Task", "Timing", "base_parser",
+    "chain", "comma_list", "compare", "fanout", "finish", "layered", "open_baseline", "run_dag",
+    "run_mcpp", "to_spec", "warm_up", "write_workflow",
+]  # fmt: skip
 
 # trio 0.23.2 calls APIs newer Pythons deprecate; the warnings say nothing about the benchmark.
 warnings.filterwarnings("ignore", category=trio.TrioDeprecationWarning)
@@ -84,9 +63,6 @@ class Task(NamedTuple):
     timeout: float | None = None
 
 
-# --- shapes ----------------------------------------------------------------------------------
-
-
 def fanout(n: int, fn: Callable[..., Any] = workloads.noop) -> list[Task]:
     """``n`` independent tasks plus one join that depends on all of them."""
     tasks = [Task(f"t{i}", fn) for i in range(n)]
@@ -101,17 +77,12 @@ def chain(n: int, fn: Callable[..., Any] = workloads.noop) -> list[Task]:
 def layered(layers: int, width: int, fn: Callable[..., Any] = workloads.noop) -> list[Task]:
     """``layers`` x ``width`` tasks; task j of a layer depends on tasks j and j+1 (mod width)
     of the layer before."""
-    return [
-        Task(
-            f"l{layer}_{j}",
-            fn,
-            deps=tuple(dict.fromkeys(f"l{layer - 1}_{k % width}" for k in (j, j + 1)))
-            if layer
-            else (),
-        )
-        for layer in range(layers)
-        for j in range(width)
-    ]
+
+    def deps(layer: int, j: int) -> tuple[str, ...]:
+        below = (f"l{layer - 1}_{k % width}" for k in (j, j + 1))
+        return tuple(dict.fromkeys(below)) if layer else ()
+
+    return [Task(f"l{i}_{j}", fn, deps=deps(i, j)) for i in range(layers) for j in range(width)]
 
 
 def target(fn: Callable[..., Any]) -> str:
@@ -119,34 +90,47 @@ def target(fn: Callable[..., Any]) -> str:
     return f"{fn.__module__}:{fn.__qualname__}"
 
 
-# --- options and the runners ------------------------------------------------------------
+IN_RUN = (
+    "mcpp: earliest StepStarted.at (stamped by the worker) .. RunFinished seen by the "
+    "supervisor; baseline: every worker started and warm, first submit .. last result"
+)
+WALL_S = "the whole run, start-up and tear-down included"
 
 
-def base_parser(name: str, description: str) -> argparse.ArgumentParser:
-    """An argument parser with the options every benchmark has."""
+def comma_list(convert: Callable[[str], Any] = str, choices: Sequence[Any] = ()) -> Any:
+    """An argparse ``type``: comma-separated values, each converted, from ``choices`` if any."""
 
-    def modes(text: str) -> list[str]:
-        chosen = [m for m in text.split(",") if m]
-        if not chosen or set(chosen) - set(MODES):
-            raise argparse.ArgumentTypeError(f"modes are {','.join(MODES)}, not {text!r}")
+    def parse(text: str) -> list[Any]:
+        chosen = [convert(item) for item in text.split(",") if item]
+        wrong = [c for c in chosen if choices and c not in choices]
+        if not chosen or wrong:
+            raise argparse.ArgumentTypeError(f"choose from {', '.join(map(str, choices))}")
         return chosen
 
+    return parse
+
+
+def base_parser(
+    name: str, description: str, *, workers: int | None = None
+) -> argparse.ArgumentParser:
+    """An argument parser with the options every benchmark has; ``--workers`` too, with this
+    default, unless ``workers`` is None."""
     parser = argparse.ArgumentParser(
         prog=f"python -m mcpp.benchmarks.{name}", description=description
     )
     parser.add_argument("--repeat", type=int, default=3, metavar="R", help="repetitions (3)")
     parser.add_argument("--json", action="store_true", help="print the JSON document")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes: finish in seconds")
-    parser.add_argument(
-        "--modes", type=modes, default=list(MODES), help="actor modes, comma-separated"
-    )
+    modes = comma_list(choices=MODES)
+    parser.add_argument("--modes", type=modes, default=list(MODES), help="actor modes (both)")
     parser.add_argument(
         "--timeout", type=float, default=600.0, metavar="S", help="limit of one run (600 s)"
     )
+    if workers is not None:
+        parser.add_argument(
+            "--workers", type=int, default=workers, help=f"workers / max_concurrent ({workers})"
+        )
     return parser
-
-
-# --- mcpp ------------------------------------------------------------------------------------
 
 
 def to_spec(
@@ -212,14 +196,10 @@ def run_mcpp(
 
 
 class Span:
-    """An event hook that times a run in-run, leaving out the actor tree's start and stop.
-
-    The span runs from the earliest ``StepStarted.at`` (the time a worker stamped when it began
-    a step) to the moment the supervisor sees ``RunFinished``. Both are ``time.time()`` of this
-    machine. The first ``StepStarted`` the supervisor *sees* is no start mark: the coordinator
-    batches events, so it may arrive after many steps are done. Pass a Span as ``on_event``;
-    read :attr:`seconds` after the run.
-    """
+    """An event hook (``on_event``) that times a run in-run, without the actor tree's start
+    and stop: from the earliest ``StepStarted.at`` (stamped by the worker; the first one the
+    supervisor *sees* may come after many steps, events travel in batches) to the moment the
+    supervisor sees ``RunFinished``. Read :attr:`seconds` after the run."""
 
     def __init__(self) -> None:
         self.began: float | None = None
@@ -247,13 +227,6 @@ class Timing(NamedTuple):
     span: float
 
 
-def span_mcpp(spec: WorkflowSpec, *, timeout: float, journal: bool = False) -> Timing:
-    """Run ``spec`` (see :func:`run_mcpp`); return its :class:`Timing`."""
-    clock = Span()
-    _, wall = run_mcpp(spec, timeout=timeout, on_event=clock, journal=journal)
-    return Timing(wall, clock.seconds)
-
-
 class Runs(NamedTuple):
     """The timings of one workload on mcpp and on the baseline, a repetition each."""
 
@@ -277,12 +250,19 @@ def compare(
     runs = {name: Runs([], []) for name in named}
     for _ in range(args.repeat):
         for name, (tasks, workers) in named.items():
-            spec = to_spec(
-                tasks, name="benchmark", mode=mode, workers=workers, max_concurrent=workers
-            )
-            runs[name].mcpp.append(span_mcpp(spec, timeout=args.timeout, journal=journal))
+            spec = to_spec(tasks, name="bench", mode=mode, workers=workers, max_concurrent=workers)
+            clock = Span()
+            _, wall = run_mcpp(spec, timeout=args.timeout, on_event=clock, journal=journal)
+            runs[name].mcpp.append(Timing(wall, clock.seconds))
             runs[name].baseline.append(span_baseline(tasks, workers))
     return runs
+
+
+def finish(name: str, args: argparse.Namespace, figures: Figures, notes: Any, **extra: Any) -> int:
+    """Print the document of benchmark ``name`` (:func:`~mcpp.benchmarks.document.output`);
+    return the exit code, 0."""
+    output(document(name, args, figures, notes, **extra), args.json)
+    return 0
 
 
 def warm_up(args: argparse.Namespace) -> None:
@@ -294,47 +274,23 @@ def warm_up(args: argparse.Namespace) -> None:
     span_baseline(one, 1)
 
 
-# --- baseline --------------------------------------------------------------------------------
-
-
 def run_dag(submit: Submit, tasks: Sequence[Task]) -> dict[str, Any]:
-    """Run ``tasks`` through ``submit``: each as soon as its dependencies are done.
-
-    Upstream results are passed as keyword arguments named by the upstream task id. Returns
-    every task's result; the first task to raise makes this raise the same exception. Each
-    future's done callback queues it, so the loop costs O(1) a task (``cf.wait`` over every
-    pending future would cost O(pending) a wake-up: quadratic in a wide fan-out).
-    """
-    waiting = {t.id: set(t.deps) for t in tasks}
-    dependents: dict[str, list[str]] = {t.id: [] for t in tasks}
-    for t in tasks:
-        for dep in t.deps:
-            dependents[dep].append(t.id)
+    """Run ``tasks`` through ``submit``, each as soon as its dependencies are done (a
+    :class:`graphlib.TopologicalSorter`), its upstream results as keyword arguments named by
+    the upstream task id. Returns every task's result; a task that raises makes this raise."""
     by_id = {t.id: t for t in tasks}
+    order = graphlib.TopologicalSorter({t.id: t.deps for t in tasks})
+    order.prepare()
     results: dict[str, Any] = {}
     finished: queue.SimpleQueue[tuple[str, cf.Future[Any]]] = queue.SimpleQueue()
-    running = 0
-
-    def start(task_id: str) -> None:
-        nonlocal running
-        task = by_id[task_id]
-        kwargs = dict(task.args)
-        kwargs.update((dep, results[dep]) for dep in task.deps)
-        future = submit(task.fn, kwargs)
-        running += 1
-        future.add_done_callback(lambda done: finished.put((task_id, done)))
-
-    for task_id, deps in waiting.items():
-        if not deps:
-            start(task_id)
-    while running:
+    while order.is_active():
+        for task_id in order.get_ready():
+            task = by_id[task_id]
+            future = submit(task.fn, {**task.args, **{d: results[d] for d in task.deps}})
+            future.add_done_callback(partial(lambda i, done: finished.put((i, done)), task_id))
         task_id, future = finished.get()
-        running -= 1
         results[task_id] = future.result()
-        for child in dependents[task_id]:
-            waiting[child].discard(task_id)
-            if not waiting[child]:
-                start(child)
+        order.done(task_id)
     return results
 
 
@@ -342,10 +298,8 @@ def run_dag(submit: Submit, tasks: Sequence[Task]) -> dict[str, Any]:
 def open_baseline(workers: int) -> Iterator[Submit]:
     """Yield ``submit`` of a new ProcessPoolExecutor with ``workers`` processes.
 
-    Its context is 'forkserver', not 'fork': the benchmark process runs trio and the actor
-    layer, and forking a process with threads is unsafe. The forkserver preloads
-    :mod:`workloads`, as a real user's pool would.
-    """
+    'forkserver', not 'fork' (this process has threads), preloading :mod:`workloads` as a
+    real user's pool would."""
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload([workloads.__name__])
     pool = cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx)

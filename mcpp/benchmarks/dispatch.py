@@ -1,23 +1,14 @@
 """Per-step overhead: how fast mcpp runs no-op steps, against the stdlib baseline, in-run.
 
-Shapes (the issue's sizes by default): pool mode runs a fan-out of ``--n`` (1,000) independent
-no-op steps plus a join, a chain of ``--chain`` (200) dependent steps and a layered DAG of
-``--layers`` x ``--width`` (10 x 50; each step depends on two of the layer before); per-step
-mode (a process per step) runs a fan-out of ``--per-step-n`` (20) plus a join and a chain of
-``--per-step-chain`` (10). The baseline runs the same shapes with as many workers.
-
-Timing is in-run: the whole runtime (DAG bookkeeping, messages, the journal) but not its
-start-up or tear-down. An mcpp run is journalled as ``spawn`` journals it (a temporary MCPP
-home) and timed by :class:`~mcpp.benchmarks.common.Span`: from the earliest ``StepStarted``
-(the time the worker stamped on it) to the moment the supervisor sees ``RunFinished``. The
-journal's writes during the run are inside the span; the last batch it writes as the run
-closes is not. The baseline's pool has every worker started and warm before its clock starts,
-at the first submission; it stops at the last result.
-
-Figures per shape: ``steps_per_s`` (fan-outs and the layered DAG: steps / in-run seconds) or
-``ms_per_hop`` (chains: in-run milliseconds / steps), each with the issue's target where it
-sets one; and ``wall_s``, the whole run with start-up and tear-down (the baseline's: creating,
-warming and shutting down its pool), for reference.
+Shapes (the issue's sizes by default): pool mode runs a fan-out of ``--n`` (1,000) no-op steps
+plus a join, a chain of ``--chain`` (200) and a layered DAG of ``--layers`` x ``--width``
+(10 x 50, each step depending on two of the layer before); per-step mode (a process per step) a
+fan-out of ``--per-step-n`` (20) plus a join and a chain of ``--per-step-chain`` (10). The
+baseline runs the same shapes with as many workers. mcpp runs journalled, as ``spawn`` runs
+(a temporary MCPP home), timed by :class:`~mcpp.benchmarks.common.Span`; the journal's writes
+during the run are inside the span, its last batch is not. Figures per shape: ``steps_per_s``
+(fan-outs, layered) or ``ms_per_hop`` (chains), with the issue's target where it sets one, and
+``wall_s`` (start-up and tear-down included) for reference.
 
     python -m mcpp.benchmarks.dispatch [--repeat R] [--json] [--smoke] [--modes pool]
 """
@@ -28,22 +19,28 @@ import argparse
 import os
 from collections.abc import Mapping, Sequence
 
-from mcpp.benchmarks.common import Runs, Task, base_parser, chain, compare, fanout, layered, warm_up
-from mcpp.benchmarks.document import Figures, Target, document, output
+from mcpp.benchmarks import common
+from mcpp.benchmarks.document import Figures, Target
 from mcpp.workflow.spec import ActorMode
 
 __all__ = ["TARGETS", "main", "measure_mode", "parser", "shapes"]
 
 # The issue's targets (issue 4), by mode and shape kind; None where it sets none.
 TARGETS: Mapping[ActorMode, Mapping[str, Target | None]] = {
-    "pool": {"fanout": Target(">=", 20_000.0), "chain": Target("<=", 0.2), "layered": None},
+    "pool": {
+        "fanout": Target(">=", 20_000.0),
+        "chain": Target("<=", 0.2),
+        "layered": None,
+    },
     "per_step": {"fanout": Target(">=", 20.0), "chain": None},
 }
 
 
 def parser() -> argparse.ArgumentParser:
     """The options of this benchmark."""
-    p = base_parser("dispatch", "In-run throughput and latency of no-op steps.")
+    p = common.base_parser(
+        "dispatch", "In-run throughput and latency of no-op steps.", workers=os.cpu_count() or 1
+    )
     p.add_argument("--n", type=int, default=1000, help="fan-out size, pool mode (1000)")
     p.add_argument("--chain", type=int, default=200, help="chain length, pool mode (200)")
     p.add_argument("--layers", type=int, default=10, help="layers of the DAG, pool mode (10)")
@@ -51,15 +48,12 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--per-step-n", type=int, default=20, help="fan-out size, per-step (20)")
     p.add_argument("--per-step-chain", type=int, default=10, help="chain length, per-step (10)")
     p.add_argument(
-        "--workers", type=int, default=os.cpu_count() or 1, help="workers / max_concurrent"
-    )
-    p.add_argument(
         "--no-journal", action="store_true", help="run mcpp without its journal (default: on)"
     )
     return p
 
 
-def shapes(args: argparse.Namespace, mode: ActorMode) -> dict[str, tuple[str, list[Task]]]:
+def shapes(args: argparse.Namespace, mode: ActorMode) -> dict[str, tuple[str, list[common.Task]]]:
     """The shapes of ``mode``, named with their sizes: ``name -> (kind, tasks)``."""
     if args.smoke:
         n, length, layers, width = 3, 3, 2, 2
@@ -68,15 +62,18 @@ def shapes(args: argparse.Namespace, mode: ActorMode) -> dict[str, tuple[str, li
     else:
         n, length, layers, width = args.n, args.chain, args.layers, args.width
     named = {
-        f"fanout({n}+join)": ("fanout", fanout(n)),
-        f"chain({length})": ("chain", chain(length)),
+        f"fanout({n}+join)": ("fanout", common.fanout(n)),
+        f"chain({length})": ("chain", common.chain(length)),
     }
     if mode == "pool":
-        named[f"layered({layers}x{width})"] = ("layered", layered(layers, width))
+        named[f"layered({layers}x{width})"] = (
+            "layered",
+            common.layered(layers, width),
+        )
     return named
 
 
-def rate(kind: str, steps: int, run: Runs, target: Target | None) -> Figures:
+def rate(kind: str, steps: int, run: common.Runs, target: Target | None) -> Figures:
     """The in-run rate of a shape of ``steps`` steps: ms per hop (a chain) or steps per s."""
     if kind == "chain":
         return {"ms_per_hop": run.figure("ms", lambda t: 1000 * t.span / steps, target=target)}
@@ -89,7 +86,7 @@ def measure_mode(args: argparse.Namespace, mode: ActorMode) -> Figures:
     """Every figure of ``mode``: the in-run rate and the wall time of each shape."""
     named = shapes(args, mode)
     workloads = {name: (tasks, args.workers) for name, (_, tasks) in named.items()}
-    runs = compare(args, mode, workloads, journal=not args.no_journal)
+    runs = common.compare(args, mode, workloads, journal=not args.no_journal)
     return {
         name: {
             **rate(kind, len(tasks), runs[name], TARGETS[mode][kind]),
@@ -102,19 +99,15 @@ def measure_mode(args: argparse.Namespace, mode: ActorMode) -> Figures:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print its document; return the exit code."""
     args = parser().parse_args(argv)
-    journal = "off" if args.no_journal else "on"
     notes = {
-        "in_run": "mcpp: earliest StepStarted.at (stamped by the worker) .. RunFinished seen "
-        f"by the supervisor, journal {journal}; baseline: every worker started and warm, "
-        "first submit .. last result",
+        "in_run": f"{common.IN_RUN}; journal {'off' if args.no_journal else 'on'}",
         "steps_per_s": "steps (the join included) / in-run seconds",
         "ms_per_hop": "in-run milliseconds / steps of the chain",
-        "wall_s": "the whole run, start-up and tear-down included",
+        "wall_s": common.WALL_S,
     }
-    warm_up(args)
+    common.warm_up(args)
     figures = {mode: measure_mode(args, mode) for mode in args.modes}
-    output(document("dispatch", args, figures, notes), args.json)
-    return 0
+    return common.finish("dispatch", args, figures, notes)
 
 
 if __name__ == "__main__":

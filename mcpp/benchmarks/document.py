@@ -21,19 +21,9 @@ from typing import Any, Literal, TypeAlias
 import msgspec
 
 __all__ = [
-    "Document",
-    "Figure",
-    "Figures",
-    "Machine",
-    "Stats",
-    "Target",
-    "document",
-    "emit",
-    "figure",
-    "leaves",
-    "output",
-    "quantity",
-]
+    "Document", "Figure", "Figures", "Machine", "Stats", "Target", "document", "emit", "figure",
+    "leaves", "output", "quantity",
+]  # fmt: skip
 
 PACKAGES = ("mcpp", "trio", "msgspec", "psutil")
 BASELINE = "concurrent.futures.ProcessPoolExecutor ('forkserver') + a plain DAG loop"
@@ -115,12 +105,11 @@ def leaves(figures: Mapping[str, Any], path: tuple[str, ...] = ()) -> Iterator[t
 
 
 class Machine(msgspec.Struct, frozen=True):
-    """Where a benchmark ran: CPUs, load, Python, platform, versions of mcpp and its runtime."""
+    """Where a benchmark ran: CPUs, Python, platform, versions of mcpp and its runtime (the load
+    around a run is the :class:`~mcpp.benchmarks.all.Suite`'s)."""
 
     cpu_count: int | None
-    load_average: list[float]
     python: str
-    implementation: str
     platform: str
     packages: dict[str, str]
 
@@ -130,9 +119,7 @@ class Machine(msgspec.Struct, frozen=True):
         versions = {name: importlib.metadata.version(name) for name in PACKAGES}
         return cls(
             cpu_count=os.cpu_count(),
-            load_average=[round(x, 2) for x in os.getloadavg()],
             python=platform.python_version(),
-            implementation=platform.python_implementation(),
             platform=platform.platform(),
             packages=versions,
         )

@@ -1,21 +1,15 @@
 """Memory: the resident set of every process of an idle run, and a leak check.
 
-Idle: the CLI (``python -m mcpp.supervisor spawn FILE``) runs ``--workers`` steps that sleep;
-once the process tree is complete (supervisor -> coordinator -> one actor per step or per pool
-worker) the RSS of each process is read with psutil. The baseline is a bare Python process with
-a ``ProcessPoolExecutor`` of as many workers, each running ``time.sleep`` (stdlib only).
+Idle: the CLI (``python -m mcpp.supervisor spawn FILE``) runs ``--workers`` sleeping steps; once
+the tree is complete (supervisor -> coordinator -> one actor per step or pool worker) psutil
+reads each process's RSS. Baseline: a bare ``ProcessPoolExecutor`` of as many sleeping workers.
 
-Leak check: a run of N independent no-op steps (pool mode: ``--steps``, 100,000, the issue's
-size; per-step mode, a process per step: ``--per-step-steps``). The coordinator's RSS is read
-when the supervisor has seen a tenth of the steps succeed (``rss_start_mib``: the workflow is
-loaded and the start-up's transient buffers are gone by then) and when it sees the last step
-succeed (``rss_end_mib``); ``rss_growth_mib``
-is the difference: the growth over the N steps that ran, nothing extrapolated (the document
-names N). The issue's target, < 5 MiB over 100,000 steps in pool mode, is checked against
-whatever N ran. Samples are taken as the supervisor handles events, which may lag the
-coordinator's progress: the last is after every step. The baseline is the RSS
-of the process that drives a ProcessPoolExecutor through the same tasks (first result .. last
-result).
+Leak check: N independent no-op steps (``--steps``, the issue's 100,000, in pool mode;
+``--per-step-steps`` in per-step mode). The coordinator's RSS is read when the supervisor has
+seen a tenth of the steps succeed (start-up's transient buffers are gone by then) and the last;
+the growth is over the N steps that ran, nothing extrapolated, and the issue's target (< 5 MiB
+over 100,000 steps, pool mode) is checked against it. Baseline: the RSS of the process driving
+a ``ProcessPoolExecutor`` through the same tasks. The notes of the document say the rest.
 
     python -m mcpp.benchmarks.memory [--workers W] [--steps N] [--repeat R] [--json]
 """
@@ -31,25 +25,15 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Sequence
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from mcpp import protocol
-from mcpp.benchmarks import workloads
-from mcpp.benchmarks.common import (
-    BenchmarkError,
-    Task,
-    base_parser,
-    open_baseline,
-    run_dag,
-    run_mcpp,
-    to_spec,
-    warm_up,
-    write_workflow,
-)
-from mcpp.benchmarks.document import Figures, Target, document, figure, output
+from mcpp.benchmarks import common, workloads
+from mcpp.benchmarks.document import Figures, Target, figure
 from mcpp.supervisor.results import RunRecorder
 from mcpp.workflow.spec import ActorMode
 
@@ -73,8 +57,7 @@ BASELINE_IDLE = textwrap.dedent(
 
 def parser() -> argparse.ArgumentParser:
     """The options of this benchmark."""
-    p = base_parser("memory", "RSS of every process at idle, and the coordinator's growth.")
-    p.add_argument("--workers", type=int, default=2, help="sleeping steps / pool workers (2)")
+    p = common.base_parser("memory", "RSS of idle processes, the coordinator's growth.", workers=2)
     p.add_argument(
         "--steps", type=int, default=100_000, help="steps of the leak check, pool mode (100000)"
     )
@@ -109,7 +92,7 @@ def wait_for(what: str, ready: Any) -> None:
     deadline = time.monotonic() + TREE_TIMEOUT
     while not ready():
         if time.monotonic() > deadline:
-            raise BenchmarkError(f"{what} did not happen within {TREE_TIMEOUT:g} s")
+            raise common.BenchmarkError(f"{what} did not happen within {TREE_TIMEOUT:g} s")
         time.sleep(0.05)
     time.sleep(SETTLE_S)
 
@@ -119,11 +102,9 @@ def stop(proc: psutil.Popen, *, kill: bool = False) -> None:
     after those 15 s, SIGKILL its whole tree."""
     if not kill:
         proc.send_signal(signal.SIGTERM)
-        try:
+        with suppress(psutil.TimeoutExpired):
             proc.wait(15)
             return
-        except subprocess.TimeoutExpired:
-            pass
     for child in proc.children(recursive=True):
         child.kill()
     proc.kill()
@@ -132,15 +113,15 @@ def stop(proc: psutil.Popen, *, kill: bool = False) -> None:
 
 def idle_mcpp(mode: ActorMode, workers: int, folder: Path) -> dict[str, Any]:
     """Start the CLI on ``workers`` sleeping steps; return the RSS of each process (MiB)."""
-    tasks = [Task(f"s{i}", workloads.sleep, {"seconds": 600}) for i in range(workers)]
-    path = write_workflow(folder / f"idle_{mode}.json", tasks, mode=mode, workers=workers)
+    tasks = [common.Task(f"s{i}", workloads.sleep, {"seconds": 600}) for i in range(workers)]
+    path = common.write_workflow(folder / f"idle_{mode}.json", tasks, mode=mode, workers=workers)
     cmd = [sys.executable, "-m", "mcpp.supervisor", "spawn", str(path), "--quiet"]
     proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
 
         def complete() -> bool:
             if proc.poll() is not None:
-                raise BenchmarkError(f"the CLI exited early with code {proc.returncode}")
+                raise common.BenchmarkError(f"the CLI exited early with code {proc.returncode}")
             children = proc.children()
             return len(children) == 1 and len(actor_processes(children[0])) >= workers
 
@@ -168,15 +149,15 @@ def coordinator_pid() -> int:
     for child in psutil.Process().children():
         if "mcpp-coordinator" in " ".join(child.cmdline()):
             return child.pid
-    raise BenchmarkError("no coordinator process is running")
+    raise common.BenchmarkError("no coordinator process is running")
 
 
 def leak_mcpp(mode: ActorMode, steps: int, workers: int, timeout: float) -> tuple[float, float]:
     """Run ``steps`` no-op steps; return the coordinator's RSS (MiB) when the supervisor has
     seen a tenth of the steps succeed and when it has seen the last one (the first tenth
     absorbs the start-up's transient buffers, which would otherwise show as negative growth)."""
-    tasks = [Task(f"n{i}", workloads.noop) for i in range(steps)]
-    spec = to_spec(tasks, name="leak", mode=mode, workers=workers, max_concurrent=workers)
+    tasks = [common.Task(f"n{i}", workloads.noop) for i in range(steps)]
+    spec = common.to_spec(tasks, name="leak", mode=mode, workers=workers, max_concurrent=workers)
     done = 0
     coordinator: list[int] = []
     samples: list[float] = []
@@ -190,21 +171,21 @@ def leak_mcpp(mode: ActorMode, steps: int, workers: int, timeout: float) -> tupl
             if (done == max(1, steps // 10) and not samples) or done == steps:
                 samples.append(mib(coordinator[0]))
 
-    run_mcpp(spec, timeout=timeout, on_event=on_event)
+    common.run_mcpp(spec, timeout=timeout, on_event=on_event)
     if len(samples) != 2:
-        raise BenchmarkError(f"the leak check took {len(samples)} samples of 2")
+        raise common.BenchmarkError(f"the leak check took {len(samples)} samples of 2")
     return samples[0], samples[1]
 
 
 def leak_baseline(steps: int, workers: int) -> tuple[float, float]:
     """This process's RSS (MiB) over ``steps`` no-op tasks on a ProcessPoolExecutor: after the
     first result and after the last."""
-    first = [Task("first", workloads.noop)]
-    rest = [Task(f"n{i}", workloads.noop) for i in range(steps - 1)]
+    first = [common.Task("first", workloads.noop)]
+    rest = [common.Task(f"n{i}", workloads.noop) for i in range(steps - 1)]
     samples = []
-    with open_baseline(workers) as submit:
+    with common.open_baseline(workers) as submit:
         for tasks in (first, rest):
-            run_dag(submit, tasks)
+            common.run_dag(submit, tasks)
             samples.append(mib(os.getpid()))
     return samples[0], samples[1]
 
@@ -218,36 +199,28 @@ def measure_mode(
     mine = [leak_mcpp(mode, steps, args.workers, args.timeout) for _ in range(args.repeat)]
     base = [leak_baseline(steps, args.workers) for _ in range(args.repeat)]
     target = TARGET if mode == "pool" else None
+    actors = [a for r in idle for a in r["actors"]]
+    totals = [r["supervisor"] + r["coordinator"] + sum(r["actors"]) for r in idle]
+    base_totals = [b["parent"] + sum(b["workers"]) for b in idle_base]
+    growth = [end - start for start, end in mine], [end - start for start, end in base]
     return {
         "idle": {
             "supervisor_mib": figure(
                 "MiB", [r["supervisor"] for r in idle], [b["parent"] for b in idle_base]
             ),
             "coordinator_mib": figure("MiB", [r["coordinator"] for r in idle], None),
-            "actor_mib": figure(
-                "MiB",
-                [a for r in idle for a in r["actors"]],
-                [w for b in idle_base for w in b["workers"]],
-            ),
-            "total_mib": figure(
-                "MiB",
-                [r["supervisor"] + r["coordinator"] + sum(r["actors"]) for r in idle],
-                [b["parent"] + sum(b["workers"]) for b in idle_base],
-            ),
+            "actor_mib": figure("MiB", actors, [w for b in idle_base for w in b["workers"]]),
+            "total_mib": figure("MiB", totals, base_totals),
         },
         "leak": {
             "rss_growth_mib": figure(
-                "MiB",
-                [end - start for start, end in mine],
-                [end - start for start, end in base],
-                target=target,
-                steps=steps,
+                "MiB", *growth, target=target, steps=steps,
                 target_steps=TARGET_STEPS if target else None,
             ),
             "rss_start_mib": figure("MiB", [m[0] for m in mine], [b[0] for b in base]),
             "rss_end_mib": figure("MiB", [m[1] for m in mine], [b[1] for b in base]),
         },
-    }
+    }  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -258,21 +231,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     notes: dict[str, Any] = {
         "idle": "RSS while --workers steps sleep; the baseline is a bare ProcessPoolExecutor",
         "supervisor": "the baseline's counterpart is the process that owns the pool",
-        "rss_growth_mib": "the coordinator's RSS at the last step done - at a tenth of the steps "
-        "done, over the steps that ran (figure's 'steps'); the issue's target is for "
-        "100,000 steps in pool mode; nothing is extrapolated",
+        "rss_growth_mib": "rss_end_mib - rss_start_mib over the steps that ran (the figure's "
+        "'steps'); the issue's target is for 100,000 steps in pool mode",
         "rss_start_mib": "the coordinator's RSS when the supervisor has seen a tenth of the steps "
         "succeed; baseline: the driving process after the first result",
         "rss_end_mib": "the same when the supervisor sees the last step succeed",
     }
-    warm_up(args)
+    common.warm_up(args)
     idle_base = [idle_baseline(args.workers) for _ in range(args.repeat)]
     with tempfile.TemporaryDirectory() as tmp:
         figures = {mode: measure_mode(args, mode, Path(tmp), idle_base) for mode in args.modes}
     for mode in args.modes:
         notes[f"{mode}_leak_steps"] = args.steps if mode == "pool" else args.per_step_steps
-    output(document("memory", args, figures, notes), args.json)
-    return 0
+    return common.finish("memory", args, figures, notes)
 
 
 if __name__ == "__main__":

@@ -1,12 +1,10 @@
-"""CPU scaling: K CPU-bound steps (a pure-Python loop of about ``--step-s`` seconds each) on
-1..cpu_count workers, against running the same K calls one after another in this process.
+"""CPU scaling: K CPU-bound steps on 1..cpu_count workers, against the same K calls run one
+after another in this process.
 
-The loop's iteration count is calibrated here first, so each step costs about ``--step-s``
-seconds of one core. For each worker count w, mcpp runs with ``max_concurrent=w`` (and
-``workers=w`` in pool mode), the baseline with ``max_workers=w``. Figures per w: ``wall_s`` (the
-whole run), ``span_s`` (in-run: see :class:`~mcpp.benchmarks.common.Span`; the baseline's pool
-is started and warm first) and ``speedup`` = serial wall / span (the ideal is min(w, K) on an
-idle machine). The issue's target: 8 steps of 0.5 s reach >= 1.9x on 2 workers in pool mode.
+Each step is a pure-Python loop calibrated here to about ``--step-s`` seconds of one core. For
+w workers mcpp runs with ``max_concurrent=w`` (and ``workers=w`` in pool mode), the baseline
+with ``max_workers=w``; ``speedup`` = serial wall / in-run span (ideally min(w, K)). The issue's
+target: 8 steps of 0.5 s reach >= 1.9x on 2 workers in pool mode.
 
     python -m mcpp.benchmarks.scaling [--steps K] [--step-s S] [--worker-counts 1,2] [--json]
 """
@@ -19,9 +17,8 @@ import statistics
 import time
 from collections.abc import Sequence
 
-from mcpp.benchmarks import workloads
-from mcpp.benchmarks.common import Task, base_parser, compare, warm_up
-from mcpp.benchmarks.document import Figures, Target, document, figure, output
+from mcpp.benchmarks import common, workloads
+from mcpp.benchmarks.document import Figures, Target, figure
 from mcpp.workflow.spec import ActorMode
 
 __all__ = ["TARGET", "calibrate", "main", "measure_mode", "parser"]
@@ -33,12 +30,12 @@ TARGET_WORKERS = 2
 
 def parser() -> argparse.ArgumentParser:
     """The options of this benchmark."""
-    p = base_parser("scaling", "Speed-up of CPU-bound steps with 1..cpu_count workers.")
+    p = common.base_parser("scaling", "Speed-up of CPU-bound steps with 1..cpu_count workers.")
     p.add_argument("--steps", type=int, default=8, metavar="K", help="CPU-bound steps (8)")
     p.add_argument("--step-s", type=float, default=0.5, metavar="S", help="seconds a step (0.5)")
     p.add_argument(
         "--worker-counts",
-        type=lambda text: [int(n) for n in text.split(",") if n],
+        type=common.comma_list(int),
         default=list(range(1, (os.cpu_count() or 1) + 1)),
         metavar="W,W",
         help="worker counts to measure, comma-separated (1..cpu_count)",
@@ -61,10 +58,10 @@ def calibrate(seconds: float) -> int:
 
 
 def measure_mode(
-    args: argparse.Namespace, mode: ActorMode, tasks: list[Task], serial_s: float
+    args: argparse.Namespace, mode: ActorMode, tasks: list[common.Task], serial_s: float
 ) -> Figures:
     """Wall time, span and speed-up of ``tasks`` on every worker count, in ``mode``."""
-    runs = compare(args, mode, {f"workers={w}": (tasks, w) for w in args.worker_counts})
+    runs = common.compare(args, mode, {f"workers={w}": (tasks, w) for w in args.worker_counts})
     return {
         name: {
             "wall_s": run.figure("s", lambda t: t.wall),
@@ -86,13 +83,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.steps, args.step_s = 2, 0.05
         args.worker_counts = [w for w in args.worker_counts if w <= 2]
     notes = {
-        "span_s": "mcpp: earliest StepStarted.at .. RunFinished seen; baseline: every worker "
-        "started and warm, first submit .. last result",
+        "span_s": common.IN_RUN,
+        "wall_s": common.WALL_S,
         "speedup": "serial wall (the K calls one after another in this process) / span",
     }
-    warm_up(args)
+    common.warm_up(args)
     iterations = calibrate(args.step_s)
-    tasks = [Task(f"s{i}", workloads.spin, {"iterations": iterations}) for i in range(args.steps)]
+    tasks = [
+        common.Task(f"s{i}", workloads.spin, {"iterations": iterations}) for i in range(args.steps)
+    ]
     serial = []
     for _ in range(max(args.repeat, 1)):
         began = time.perf_counter()
@@ -102,8 +101,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     figures: Figures = {"serial_s": figure("s", serial, None)}
     for mode in args.modes:
         figures[mode] = measure_mode(args, mode, tasks, statistics.median(serial))
-    output(document("scaling", args, figures, notes, iterations=iterations), args.json)
-    return 0
+    return common.finish("scaling", args, figures, notes, iterations=iterations)
 
 
 if __name__ == "__main__":

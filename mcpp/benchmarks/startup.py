@@ -19,9 +19,8 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from mcpp.benchmarks import workloads
-from mcpp.benchmarks.common import BenchmarkError, Task, base_parser, warm_up, write_workflow
-from mcpp.benchmarks.document import Stats, document, figure, output
+from mcpp.benchmarks import common, workloads
+from mcpp.benchmarks.document import Stats, figure
 
 __all__ = ["main", "parser", "time_process"]
 
@@ -34,7 +33,7 @@ BASELINE = (
 
 def parser() -> argparse.ArgumentParser:
     """The options of this benchmark."""
-    return base_parser("startup", "Whole-process time of the CLI on a one-step workflow.")
+    return common.base_parser("startup", "Whole-process time of the CLI on a one-step workflow.")
 
 
 def time_process(cmd: Sequence[str], timeout: float) -> float:
@@ -43,7 +42,7 @@ def time_process(cmd: Sequence[str], timeout: float) -> float:
     done = subprocess.run(cmd, capture_output=True, timeout=timeout, check=False)
     took = time.perf_counter() - began
     if done.returncode != 0:
-        raise BenchmarkError(f"{cmd[:4]} exited {done.returncode}: {done.stderr[-2000:]!r}")
+        raise common.BenchmarkError(f"{cmd[:4]} exited {done.returncode}: {done.stderr[-2000:]!r}")
     return took
 
 
@@ -51,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print its document; return the exit code."""
     args = parser().parse_args(argv)
     notes = {"cold": "a new interpreter each time; the OS file cache is warm"}
-    warm_up(args)
+    common.warm_up(args)
 
     def walls(*cmd: str) -> list[float]:
         return [time_process(cmd, args.timeout) for _ in range(args.repeat)]
@@ -62,12 +61,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for mode in args.modes:
             path = Path(tmp, f"one_{mode}.json")
-            write_workflow(path, [Task("only", workloads.noop)], mode=mode, workers=1)
+            common.write_workflow(path, [common.Task("only", workloads.noop)], mode=mode, workers=1)
             spawn = walls(sys.executable, "-m", "mcpp.supervisor", "spawn", str(path), "--quiet")
             figures[mode] = {"cli_one_step_s": figure("s", spawn, baseline)}
-    doc = document("startup", args, figures, notes, python_floor_s=Stats.of(floor))
-    output(doc, args.json)
-    return 0
+    return common.finish("startup", args, figures, notes, python_floor_s=Stats.of(floor))
 
 
 if __name__ == "__main__":

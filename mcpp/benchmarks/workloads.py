@@ -14,16 +14,9 @@ import time
 from typing import Any
 
 __all__ = [
-    "daemonize",
-    "getpid",
-    "make_bytes",
-    "noop",
-    "raise_now",
-    "relay",
-    "shell_sleep",
-    "sleep",
+    "daemonize", "getpid", "make_bytes", "noop", "raise_now", "relay", "shell_sleep", "sleep",
     "spin",
-]
+]  # fmt: skip
 
 
 def noop(**upstream: Any) -> None:

@@ -14,7 +14,7 @@ import sys
 from typing import Any
 
 from mcpp.cli.templates import load_target
-from mcpp.dag import Graph, StepState
+from mcpp.dag import Graph, StepState, export
 from mcpp.supervisor.journal import Journal, JournalError
 from mcpp.supervisor.results import StepResult
 from mcpp.workflow.params import parse_param_texts
@@ -54,11 +54,11 @@ def render(spec: WorkflowSpec, output: str, states: dict[str, StepState] | None 
     """Return the graph of ``spec`` in ``output`` (one of :data:`FORMATS`)."""
     graph = Graph({step.id: step.depends_on for step in spec.steps})
     if output == "dot":
-        return graph.to_dot(states, name=spec.name)
+        return export.to_dot(graph, states, name=spec.name)
     if output == "mermaid":
-        return graph.to_mermaid(states)
+        return export.to_mermaid(graph, states)
     if output == "json":
-        return graph.to_json(states) + "\n"
+        return export.to_json(graph, states) + "\n"
     raise ValueError(f"unknown graph format {output!r}")
 
 

@@ -16,8 +16,6 @@ neither a :class:`Call` nor an ``(fn, args, kwargs)`` tuple.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import itertools
 import math
 import traceback
@@ -29,6 +27,7 @@ from typing import Any, Self, TypeAlias
 
 import trio
 
+from mcpp import calls
 from mcpp.protocol import ErrorInfo
 from mcpp.status import StepState
 
@@ -117,10 +116,6 @@ class _Slot:
     admitted: trio.Event = field(default_factory=trio.Event)  # got a slot, or gave up waiting
     after: trio.Event | None = None  # the previous call's ``admitted``
     result: TaskResult | None = None
-
-
-def _is_async(fn: Callable[..., Any]) -> bool:
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(type(fn).__call__)
 
 
 def _nearest_rank(ordered: Sequence[float], percent: float) -> float:
@@ -301,7 +296,8 @@ class StructuredConcurrencyExecutor:
                 try:
                     with trio.move_on_after(limit_s) as deadline:
                         try:
-                            value = await self._invoke(slot.call)
+                            call = slot.call
+                            value = await calls.call(call.fn, call.args, call.kwargs)
                             status = TaskStatus.SUCCEEDED
                         except Exception as exc:
                             error = ErrorInfo(
@@ -330,12 +326,6 @@ class StructuredConcurrencyExecutor:
             self._counts[status] += 1
             self._pending.discard(slot)
             slot.done.set()
-
-    @staticmethod
-    async def _invoke(call: Call) -> Any:
-        if _is_async(call.fn):
-            return await call.fn(*call.args, **call.kwargs)
-        return await trio.to_thread.run_sync(functools.partial(call.fn, *call.args, **call.kwargs))
 
 
 def _check_timeout(timeout: float | None) -> float | None:

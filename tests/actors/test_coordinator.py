@@ -37,7 +37,7 @@ from mcpp.protocol import (
     StepSucceeded,
 )
 from mcpp.workflow.spec import StepSpec, WorkflowSpec
-from tests.conftest import descendants
+from tests.world import descendants
 
 
 @pytest.fixture(autouse=True)

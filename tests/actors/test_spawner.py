@@ -16,24 +16,19 @@ import psutil
 import pytest
 import trio
 
-from mcpp.actors import spawner as sp
-from mcpp.actors.spawner import (
-    HEADER,
-    PROTOCOL_ERROR_EXIT,
+from mcpp.actors.spawner import wire
+from mcpp.actors.spawner.parent import (
     UNKNOWN_RETURNCODE,
-    Exited,
     ForkedProcess,
-    Frames,
-    Ready,
-    Spawn,
-    Spawned,
     Spawner,
     SpawnerClosed,
     SpawnerError,
     SpawnError,
-    frame,
     open_spawner,
 )
+from mcpp.actors.spawner.server import PROTOCOL_ERROR_EXIT
+from mcpp.actors.spawner.wire import HEADER, Exited, Frames, Ready, Spawn, Spawned, frame
+from tests.world import descendants
 
 ENTRIES = "tests.steps.spawner_entries"
 PRELOAD = [ENTRIES]
@@ -47,14 +42,7 @@ def alive(pid: int) -> bool:
 
 
 def living_descendants() -> list[int]:
-    found = []
-    for child in psutil.Process().children(recursive=True):
-        try:
-            if child.status() != psutil.STATUS_ZOMBIE:
-                found.append(child.pid)
-        except psutil.NoSuchProcess:
-            pass
-    return found
+    return [proc.pid for proc in descendants()]
 
 
 def poll_until(done: Callable[[], bool], timeout: float = 10.0) -> bool:
@@ -224,7 +212,7 @@ async def test_bad_entries() -> None:
         with trio.fail_after(10):
             assert await proc.wait() == 1
         with pytest.raises(ValueError, match="at most"):
-            await spawner.spawn(f"{ENTRIES}:noop", bytes(sp.MAX_FRAME))
+            await spawner.spawn(f"{ENTRIES}:noop", bytes(wire.MAX_FRAME))
         assert await run(spawner, "noop") == 0
 
 
@@ -272,11 +260,11 @@ class RawServer:
         self.sock.settimeout(30)
         self.frames = Frames()
         self.pending: list[bytes] = []
-        self.decoder: msgspec.msgpack.Decoder[sp.FromServer] = msgspec.msgpack.Decoder(
-            sp.FromServer
+        self.decoder: msgspec.msgpack.Decoder[wire.FromServer] = msgspec.msgpack.Decoder(
+            wire.FromServer
         )
 
-    def receive(self) -> sp.FromServer | None:
+    def receive(self) -> wire.FromServer | None:
         while not self.pending:
             data = self.sock.recv(65536)
             if not data:
@@ -313,7 +301,7 @@ def test_raw_round_trip(raw: RawServer) -> None:
 @pytest.mark.parametrize(
     "garbage",
     [
-        HEADER.pack(sp.MAX_FRAME + 1),
+        HEADER.pack(wire.MAX_FRAME + 1),
         b"\xff\xff\xff\xff",
         HEADER.pack(0),
         HEADER.pack(5) + b"hello",

@@ -9,7 +9,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import uuid
 from pathlib import Path
 
 import msgspec
@@ -19,6 +18,7 @@ from mcpp import protocol
 from mcpp.cli.events import EventLog, event_document, open_event_hook
 from mcpp.supervisor.results import RunRecorder
 from mcpp.workflow.spec import StepSpec, WorkflowSpec
+from tests.conftest import write_module
 
 CLI = [sys.executable, "-m", "mcpp.supervisor"]
 STEPS = """
@@ -67,8 +67,7 @@ def test_open_event_hook_without_a_path_passes_the_hook_through(tmp_path: Path) 
 
 
 def test_spawn_events_writes_every_event_as_json_lines(tmp_path: Path, no_leftovers: None) -> None:
-    mod = f"esteps_{uuid.uuid4().hex}"
-    (tmp_path / f"{mod}.py").write_text(STEPS)
+    mod = write_module(tmp_path, STEPS, "esteps")
     wf = tmp_path / "wf.toml"
     wf.write_text(
         textwrap.dedent(

@@ -8,7 +8,6 @@ import re
 import subprocess
 import sys
 import textwrap
-import uuid
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from mcpp.cli.main import main, parser
 from mcpp.dag import StepState
 from mcpp.supervisor.results import StepResult
 from mcpp.workflow.spec import StepSpec, WorkflowSpec
+from tests.conftest import write_module
 
 REPO = Path(__file__).resolve().parents[2]
 FANOUT = REPO / "examples" / "fanout.toml"
@@ -164,8 +164,7 @@ def after(boom):
 
 
 def test_graph_of_a_finished_run_colours_states(tmp_path: Path, no_leftovers: None) -> None:
-    mod = f"gsteps_{uuid.uuid4().hex}"
-    (tmp_path / f"{mod}.py").write_text(STEPS)
+    mod = write_module(tmp_path, STEPS, "gsteps")
     wf = tmp_path / "wf.toml"
     wf.write_text(
         textwrap.dedent(

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import inspect
-import sys
 import textwrap
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +15,7 @@ from mcpp.errors import CycleError, WorkflowError
 from mcpp.workflow import targets
 from mcpp.workflow.loader import dump_plan, load_workflow_spec, parse_param_overrides
 from mcpp.workflow.spec import StepSpec, WorkflowSpec
+from tests.conftest import write_module
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -37,17 +36,13 @@ NOT_CALLABLE = 42
 """
 
 
-@pytest.fixture(autouse=True)
-def _restore_sys_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys, "path", list(sys.path))
+pytestmark = pytest.mark.usefixtures("restore_sys_path")
 
 
 @pytest.fixture
 def mod(tmp_path: Path) -> str:
     """A fresh module of step functions next to the workflow files; returns its name."""
-    name = f"steps_{uuid.uuid4().hex}"
-    (tmp_path / f"{name}.py").write_text(STEPS_SOURCE)
-    return name
+    return write_module(tmp_path, STEPS_SOURCE)
 
 
 def write(tmp_path: Path, text: str, name: str = "wf.toml") -> Path:
@@ -76,10 +71,16 @@ def assert_names(err: WorkflowError, path: Path, *, step: str | None, field: str
     assert err.file == str(path)
     assert message.startswith(f"{path}: ")
     assert err.step == step
-    if step is not None:
-        assert f"step {step!r}" in message
+    assert (f"step {step!r}" in message) == (step is not None)
     assert err.field == field
     assert f"field {field!r}" in message
+
+
+def assert_load_error(path: Path, *, step: str | None, field: str, says: str) -> None:
+    """Loading ``path`` fails naming the file, ``step`` and ``field``, and the message ``says``."""
+    err = load_error(path)
+    assert_names(err, path, step=step, field=field)
+    assert says in str(err)
 
 
 # --- a valid file -------------------------------------------------------------------------
@@ -214,9 +215,9 @@ def test_a_document_that_is_not_a_table_is_an_error(tmp_path: Path) -> None:
 
 def test_unknown_top_level_key(tmp_path: Path, mod: str) -> None:
     path = write(tmp_path, workflow(mod, '[[steps]]\nid = "a"\nrun = "MOD:anything"\n[step]\n'))
-    err = load_error(path)
-    assert_names(err, path, step=None, field="step")
-    assert "unknown key 'step'; did you mean 'steps'?" in str(err)
+    assert_load_error(
+        path, step=None, field="step", says="unknown key 'step'; did you mean 'steps'?"
+    )
 
 
 def test_unknown_workflow_key_suggests_the_right_one(tmp_path: Path, mod: str) -> None:
@@ -224,36 +225,30 @@ def test_unknown_workflow_key_suggests_the_right_one(tmp_path: Path, mod: str) -
         tmp_path,
         workflow(mod, '[[steps]]\nid = "a"\nrun = "MOD:anything"\n', head="max_concurent = 2\n"),
     )
-    err = load_error(path)
-    assert_names(err, path, step=None, field="workflow.max_concurent")
-    assert "did you mean 'max_concurrent'?" in str(err)
+    assert_load_error(
+        path, step=None, field="workflow.max_concurent", says="did you mean 'max_concurrent'?"
+    )
 
 
 def test_unknown_step_key(tmp_path: Path, mod: str) -> None:
     path = write(
         tmp_path, workflow(mod, '[[steps]]\nid = "a"\nrun = "MOD:anything"\nfrobnicate = 1\n')
     )
-    err = load_error(path)
-    assert_names(err, path, step="a", field="frobnicate")
-    assert "allowed: id, run, args, depends_on" in str(err)
+    assert_load_error(path, step="a", field="frobnicate", says="allowed: id, run, args, depends_on")
 
 
 def test_missing_workflow_table_and_name(tmp_path: Path, mod: str) -> None:
     path = write(tmp_path, f'[[steps]]\nid = "a"\nrun = "{mod}:anything"\n')
     assert_names(load_error(path), path, step=None, field="workflow")
     path = write(tmp_path, f'[workflow]\n[[steps]]\nid = "a"\nrun = "{mod}:anything"\n')
-    err = load_error(path)
-    assert_names(err, path, step=None, field="workflow.name")
-    assert "missing required key 'name'" in str(err)
+    assert_load_error(path, step=None, field="workflow.name", says="missing required key 'name'")
 
 
 def test_no_steps_is_an_error(tmp_path: Path, mod: str) -> None:
     path = write(tmp_path, workflow(mod, ""))
     assert_names(load_error(path), path, step=None, field="steps")
     path = write(tmp_path, '{"workflow": {"name": "wf"}, "steps": []}', "wf.json")
-    err = load_error(path)
-    assert_names(err, path, step=None, field="steps")
-    assert "expected `array` of length >= 1" in str(err)
+    assert_load_error(path, step=None, field="steps", says="expected `array` of length >= 1")
 
 
 def test_missing_step_id_names_the_step_by_position(tmp_path: Path, mod: str) -> None:
@@ -263,23 +258,17 @@ def test_missing_step_id_names_the_step_by_position(tmp_path: Path, mod: str) ->
             mod, '[[steps]]\nid = "a"\nrun = "MOD:anything"\n[[steps]]\nrun = "MOD:anything"\n'
         ),
     )
-    err = load_error(path)
-    assert_names(err, path, step=None, field="steps[1].id")
-    assert "missing required key 'id'" in str(err)
+    assert_load_error(path, step=None, field="steps[1].id", says="missing required key 'id'")
 
 
 def test_run_must_be_a_string(tmp_path: Path, mod: str) -> None:
     path = write(tmp_path, workflow(mod, '[[steps]]\nid = "a"\nrun = 3\n'))
-    err = load_error(path)
-    assert_names(err, path, step="a", field="run")
-    assert "expected `str`, got `int`" in str(err)
+    assert_load_error(path, step="a", field="run", says="expected `str`, got `int`")
 
 
 def test_missing_step_run(tmp_path: Path, mod: str) -> None:
     path = write(tmp_path, workflow(mod, '[[steps]]\nid = "a"\n'))
-    err = load_error(path)
-    assert_names(err, path, step="a", field="run")
-    assert "missing required key 'run'" in str(err)
+    assert_load_error(path, step="a", field="run", says="missing required key 'run'")
 
 
 @pytest.mark.parametrize(
@@ -304,9 +293,7 @@ def test_wrong_step_field_types_and_ranges(
     tmp_path: Path, mod: str, line: str, field: str, reason: str
 ) -> None:
     path = write(tmp_path, workflow(mod, f'[[steps]]\nid = "a"\nrun = "MOD:anything"\n{line}\n'))
-    err = load_error(path)
-    assert_names(err, path, step="a", field=field)
-    assert reason in str(err)
+    assert_load_error(path, step="a", field=field, says=reason)
 
 
 @pytest.mark.parametrize(
@@ -324,9 +311,7 @@ def test_wrong_workflow_settings(
 ) -> None:
     text = workflow(mod, '[[steps]]\nid = "a"\nrun = "MOD:anything"\n', head=head + "\n")
     path = write(tmp_path, text.replace('name = "wf"\n', "") if "name" in head else text)
-    err = load_error(path)
-    assert_names(err, path, step=None, field=field)
-    assert reason in str(err)
+    assert_load_error(path, step=None, field=field, says=reason)
 
 
 def test_resources_must_be_positive_ints(tmp_path: Path, mod: str) -> None:
@@ -334,9 +319,7 @@ def test_resources_must_be_positive_ints(tmp_path: Path, mod: str) -> None:
         tmp_path,
         workflow(mod, '[[steps]]\nid = "a"\nrun = "MOD:anything"\n', head="[resources]\ngpu = 0\n"),
     )
-    err = load_error(path)
-    assert_names(err, path, step=None, field="resources")
-    assert "expected `int` >= 1" in str(err)
+    assert_load_error(path, step=None, field="resources", says="expected `int` >= 1")
 
 
 def test_a_step_may_only_use_declared_resources(tmp_path: Path, mod: str) -> None:
@@ -344,9 +327,7 @@ def test_a_step_may_only_use_declared_resources(tmp_path: Path, mod: str) -> Non
         tmp_path,
         workflow(mod, '[[steps]]\nid = "a"\nrun = "MOD:anything"\nuses = ["gpu"]\n'),
     )
-    err = load_error(path)
-    assert_names(err, path, step="a", field="uses")
-    assert "unknown resource 'gpu'" in str(err)
+    assert_load_error(path, step="a", field="uses", says="unknown resource 'gpu'")
 
 
 # --- ids and the graph --------------------------------------------------------------------
@@ -355,17 +336,13 @@ def test_a_step_may_only_use_declared_resources(tmp_path: Path, mod: str) -> Non
 @pytest.mark.parametrize("step_id", ["my-step", "1st", "class", "", "a b"])
 def test_step_id_must_be_a_python_identifier(tmp_path: Path, mod: str, step_id: str) -> None:
     path = write(tmp_path, workflow(mod, f'[[steps]]\nid = "{step_id}"\nrun = "MOD:anything"\n'))
-    err = load_error(path)
-    assert_names(err, path, step=step_id, field="id")
-    assert "must be a Python identifier" in str(err)
+    assert_load_error(path, step=step_id, field="id", says="must be a Python identifier")
 
 
 def test_duplicate_step_id(tmp_path: Path, mod: str) -> None:
     steps = '[[steps]]\nid = "a"\nrun = "MOD:anything"\n' * 2
     path = write(tmp_path, workflow(mod, steps))
-    err = load_error(path)
-    assert_names(err, path, step="a", field="id")
-    assert "more than once" in str(err)
+    assert_load_error(path, step="a", field="id", says="more than once")
 
 
 def test_unknown_dependency(tmp_path: Path, mod: str) -> None:
@@ -373,9 +350,7 @@ def test_unknown_dependency(tmp_path: Path, mod: str) -> None:
         tmp_path,
         workflow(mod, '[[steps]]\nid = "a"\nrun = "MOD:anything"\ndepends_on = ["ghost"]\n'),
     )
-    err = load_error(path)
-    assert_names(err, path, step="a", field="depends_on")
-    assert "ghost" in str(err)
+    assert_load_error(path, step="a", field="depends_on", says="ghost")
 
 
 def test_duplicate_dependency(tmp_path: Path, mod: str) -> None:
@@ -437,14 +412,11 @@ def test_graph_errors_come_before_imports(tmp_path: Path) -> None:
 )
 def test_unresolvable_run_target(tmp_path: Path, mod: str, run: str, reason: str) -> None:
     path = write(tmp_path, workflow(mod, f'[[steps]]\nid = "a"\nrun = "{run}"\n'))
-    err = load_error(path)
-    assert_names(err, path, step="a", field="run")
-    assert reason in str(err)
+    assert_load_error(path, step="a", field="run", says=reason)
 
 
 def test_an_import_error_inside_the_module_is_not_module_not_found(tmp_path: Path) -> None:
-    name = f"broken_{uuid.uuid4().hex}"
-    (tmp_path / f"{name}.py").write_text("import no_such_dependency_xyz\n")
+    name = write_module(tmp_path, "import no_such_dependency_xyz\n", "broken")
     path = write(tmp_path, workflow(name, '[[steps]]\nid = "a"\nrun = "MOD:f"\n'))
     err = load_error(path)
     assert_names(err, path, step="a", field="run")
@@ -478,9 +450,7 @@ depends_on = ["produce"]
 {step_b}
 """
     path = write(tmp_path, workflow(mod, steps))
-    err = load_error(path)
-    assert_names(err, path, step="b", field=field)
-    assert reason in str(err)
+    assert_load_error(path, step="b", field=field, says=reason)
 
 
 def test_upstream_results_and_args_fill_the_signature(tmp_path: Path, mod: str) -> None:
@@ -559,14 +529,15 @@ def test_timeout_retries_and_priority_take_params(tmp_path: Path, mod: str) -> N
 
 def test_undefined_placeholder_names_step_field_and_param(tmp_path: Path, mod: str) -> None:
     path = write(tmp_path, one_step(mod, 'args = { x = ["${nope}"] }', "rows = 1\n"))
-    err = load_error(path)
-    assert_names(err, path, step="a", field="args")
-    assert "undefined parameter 'nope' in args.x[0] (declared: rows)" in str(err)
+    assert_load_error(
+        path,
+        step="a",
+        field="args",
+        says="undefined parameter 'nope' in args.x[0] (declared: rows)",
+    )
 
     path = write(tmp_path, one_step(mod, 'timeout = "${t}"', ""))
-    err = load_error(path)
-    assert_names(err, path, step="a", field="timeout")
-    assert "undefined parameter 't'" in str(err)
+    assert_load_error(path, step="a", field="timeout", says="undefined parameter 't'")
 
 
 @pytest.mark.parametrize(
@@ -575,9 +546,7 @@ def test_undefined_placeholder_names_step_field_and_param(tmp_path: Path, mod: s
 )
 def test_malformed_placeholder(tmp_path: Path, mod: str, text: str, reason: str) -> None:
     path = write(tmp_path, one_step(mod, f'args = {{ v = "{text}" }}', "x = 1\n"))
-    err = load_error(path)
-    assert_names(err, path, step="a", field="args")
-    assert reason in str(err)
+    assert_load_error(path, step="a", field="args", says=reason)
 
 
 @pytest.mark.parametrize(
@@ -594,9 +563,7 @@ def test_mistyped_parameter_after_substitution(
 ) -> None:
     params = 'name = "slow"\nneg = -2\nratio = 0.5\nrows = 3\n'
     path = write(tmp_path, one_step(mod, body, params))
-    err = load_error(path)
-    assert_names(err, path, step="a", field=field)
-    assert reason in str(err)
+    assert_load_error(path, step="a", field=field, says=reason)
 
 
 def test_overrides_replace_defaults(tmp_path: Path, mod: str) -> None:
@@ -638,9 +605,7 @@ def test_an_override_must_be_encodable(tmp_path: Path, mod: str) -> None:
 
 def test_a_param_name_must_be_an_identifier(tmp_path: Path, mod: str) -> None:
     path = write(tmp_path, one_step(mod, "", '"my-param" = 1\n'))
-    err = load_error(path)
-    assert_names(err, path, step=None, field="params")
-    assert "'my-param' is not an identifier" in str(err)
+    assert_load_error(path, step=None, field="params", says="'my-param' is not an identifier")
 
 
 def test_substituted_values_are_copies(tmp_path: Path, mod: str) -> None:

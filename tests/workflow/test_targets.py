@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -12,11 +11,9 @@ import pytest
 
 from mcpp.errors import WorkflowError
 from mcpp.workflow.targets import add_import_paths, describe, resolve
+from tests.conftest import write_module
 
-
-@pytest.fixture(autouse=True)
-def _restore_sys_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys, "path", list(sys.path))
+pytestmark = pytest.mark.usefixtures("restore_sys_path")
 
 
 @pytest.fixture
@@ -28,12 +25,6 @@ def no_mp_main() -> Iterator[None]:
         sys.modules["__mp_main__"] = saved
 
 
-def make_module(folder: Path, source: str) -> str:
-    name = f"targets_{uuid.uuid4().hex}"
-    (folder / f"{name}.py").write_text(source)
-    return name
-
-
 def resolve_error(run: str, **kwargs: Any) -> WorkflowError:
     with pytest.raises(WorkflowError) as info:
         resolve(run, **kwargs)
@@ -42,7 +33,7 @@ def resolve_error(run: str, **kwargs: Any) -> WorkflowError:
 
 
 def test_resolves_a_function_and_a_dotted_attribute(tmp_path: Path) -> None:
-    name = make_module(
+    name = write_module(
         tmp_path,
         "def f():\n    return 1\nclass C:\n    @staticmethod\n    def g():\n        return 2\n",
     )
@@ -69,18 +60,18 @@ def test_a_missing_module_is_not_found() -> None:
 
 
 def test_an_import_error_inside_the_module_is_reported_as_such(tmp_path: Path) -> None:
-    name = make_module(tmp_path, "import no_such_dependency_xyz\n")
+    name = write_module(tmp_path, "import no_such_dependency_xyz\n")
     err = resolve_error(f"{name}:f", import_paths=[str(tmp_path)])
     assert f"importing {name!r} failed: ModuleNotFoundError" in str(err)
     assert "not found (is its folder" not in str(err)
 
-    name = make_module(tmp_path, "import sys\nsys.exit(3)\n")
+    name = write_module(tmp_path, "import sys\nsys.exit(3)\n")
     err = resolve_error(f"{name}:f", import_paths=[str(tmp_path)])
     assert "SystemExit: 3" in str(err)
 
 
 def test_missing_attribute_and_not_callable(tmp_path: Path) -> None:
-    name = make_module(tmp_path, "X = 1\nclass C:\n    pass\n")
+    name = write_module(tmp_path, "X = 1\nclass C:\n    pass\n")
     err = resolve_error(f"{name}:nope", import_paths=[str(tmp_path)])
     assert f"{name!r} has no attribute 'nope'" in str(err)
     err = resolve_error(f"{name}:C.nope", import_paths=[str(tmp_path)])
@@ -95,7 +86,7 @@ def test_main_targets_need_the_script() -> None:
 @pytest.mark.usefixtures("no_mp_main")
 def test_main_script_loads_as_mp_main_without_running_its_guard(tmp_path: Path) -> None:
     marker = tmp_path / "guard-ran"
-    helper = make_module(tmp_path, "VALUE = 41\n")
+    helper = write_module(tmp_path, "VALUE = 41\n")
     script = tmp_path / "script.py"
     script.write_text(
         f"import {helper}\n"

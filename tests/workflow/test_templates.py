@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import uuid
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ from mcpp.workflow.templates import (
     default_template_dir,
     split_ref,
 )
+from tests.conftest import write_module
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLES = REPO / "examples" / "templates"
@@ -42,16 +42,13 @@ async def consume_async(produce):
 """
 
 
-@pytest.fixture(autouse=True)
-def _restore_sys_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys, "path", list(sys.path))
+pytestmark = pytest.mark.usefixtures("restore_sys_path")
 
 
 @pytest.fixture
 def mod(tmp_path: Path) -> str:
-    name = f"tsteps_{uuid.uuid4().hex}"
-    (tmp_path / f"{name}.py").write_text(STEPS_SOURCE)
-    return name
+    """A fresh module of step functions next to the workflow files; returns its name."""
+    return write_module(tmp_path, STEPS_SOURCE, "tsteps")
 
 
 def write(folder: Path, name: str, text: str, mod: str = "") -> Path:

@@ -1,112 +1,50 @@
-"""A preloaded fork server that speaks msgspec only, reachable by no one but its parent.
+"""The parent's side of the fork server: start it, ask it for children, watch them.
 
-The parent (a trio program) starts ``python -m mcpp.actors.spawner --fd N --preload a,b``
-with ``N`` one end of a ``socketpair(AF_UNIX, SOCK_STREAM)``; no path, no port: only the
-parent holds the other end. The server imports the preload modules, says :class:`Ready`, then
-serves :class:`Spawn` requests until EOF (the parent closed its end or died) and exits at once,
-without waiting for or signalling its children. It forks one child per request and reports
-:class:`Spawned` (or :class:`SpawnFailed`), then :class:`Exited` when it reaps the child.
-
-Wire format, both ways: a 4-byte big-endian length (at most :data:`MAX_FRAME`), then that many
-bytes of msgpack of one tagged Struct, decoded by a typed ``msgspec`` decoder; nothing is ever
-pickled. A frame the server cannot decode (too long, garbage, wrong type) makes it print one
-line to stderr and exit with :data:`PROTOCOL_ERROR_EXIT`; its children are not touched.
-
-A forked child closes the server's socket, pipe and selector, gets back the signal handlers the
-interpreter started with (SIGINT raises KeyboardInterrupt, SIGCHLD and SIGTERM are default),
-keeps the server's process group, session, cwd, environment and stdio (those of the parent when
-it started the server), imports ``entry`` (``"module:function"``), calls ``function(payload)``
-and leaves with ``os._exit`` (no atexit handlers): the int it returns (``None`` is 0), the
-code of a ``SystemExit``, or 1 after printing the traceback of any other exception.
+:func:`open_spawner` starts a server (``python -m mcpp.actors.spawner``) and returns a
+:class:`Spawner` once it is ready; :meth:`Spawner.spawn` returns a :class:`ForkedProcess`, the
+parent's handle of a child it did not fork itself.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
-import selectors
 import signal
 import socket
-import struct
 import sys
-import traceback
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager, suppress
 from itertools import count
-from typing import Any, NoReturn
 
 import msgspec
 import psutil
 import trio
 
+from mcpp.actors.spawner.wire import (
+    Exited,
+    Frames,
+    FromServer,
+    Ready,
+    Spawn,
+    Spawned,
+    SpawnFailed,
+    StartFailed,
+    frame,
+)
 from mcpp.errors import ProtocolError, RunError
 
 __all__ = [
-    "MAX_FRAME",
-    "PROTOCOL_ERROR_EXIT",
     "UNKNOWN_RETURNCODE",
-    "Exited",
     "ForkedProcess",
-    "Ready",
-    "Spawn",
     "SpawnError",
-    "SpawnFailed",
-    "Spawned",
     "Spawner",
     "SpawnerClosed",
     "SpawnerError",
-    "StartFailed",
     "open_spawner",
 ]
 
-MAX_FRAME = 16 * 1024 * 1024
-PROTOCOL_ERROR_EXIT = 2
 # Reported for a child whose exit the server could not report (it died first) and whose status
 # this process cannot collect (the child is not its own): multiprocessing's choice as well.
 UNKNOWN_RETURNCODE = 255
-HEADER = struct.Struct(">I")
-
-
-class Spawn(msgspec.Struct, tag=True, frozen=True):
-    """Parent -> server: fork a child that runs ``entry`` on ``payload``."""
-
-    request_id: int
-    entry: str
-    payload: bytes
-
-
-class Ready(msgspec.Struct, tag=True, frozen=True):
-    """Server -> parent, once: the preloads are imported; the server serves requests."""
-
-    pid: int
-
-
-class StartFailed(msgspec.Struct, tag=True, frozen=True):
-    """Server -> parent, instead of :class:`Ready`: a preload failed; the server exits 1."""
-
-    error: str
-
-
-class Spawned(msgspec.Struct, tag=True, frozen=True):
-    request_id: int
-    pid: int
-
-
-class SpawnFailed(msgspec.Struct, tag=True, frozen=True):
-    request_id: int
-    error: str
-
-
-class Exited(msgspec.Struct, tag=True, frozen=True):
-    """``returncode`` is ``-N`` for a child killed by signal N, as in :mod:`subprocess`."""
-
-    pid: int
-    returncode: int
-
-
-FromServer = Ready | StartFailed | Spawned | SpawnFailed | Exited
-_encoder = msgspec.msgpack.Encoder()
 
 
 class SpawnerError(RunError):
@@ -119,168 +57,6 @@ class SpawnerClosed(SpawnerError):
 
 class SpawnError(SpawnerError):
     """The server refused or failed to fork a child (the message says why)."""
-
-
-def frame(message: msgspec.Struct) -> bytes:
-    """``message`` as one frame; raises ValueError if it is longer than :data:`MAX_FRAME`."""
-    body = _encoder.encode(message)
-    if len(body) > MAX_FRAME:
-        raise ValueError(f"message of {len(body)} bytes (at most {MAX_FRAME})")
-    return HEADER.pack(len(body)) + body
-
-
-class Frames:
-    """Split a byte stream into frame bodies; raises ProtocolError for a length too large."""
-
-    def __init__(self) -> None:
-        self.buffer = bytearray()
-
-    def feed(self, data: bytes) -> list[bytes]:
-        self.buffer += data
-        bodies = []
-        while len(self.buffer) >= HEADER.size:
-            (size,) = HEADER.unpack_from(self.buffer)
-            if size > MAX_FRAME:
-                raise ProtocolError(f"frame of {size} bytes (at most {MAX_FRAME})")
-            if len(self.buffer) < HEADER.size + size:
-                break
-            bodies.append(bytes(self.buffer[HEADER.size : HEADER.size + size]))
-            del self.buffer[: HEADER.size + size]
-        return bodies
-
-
-def _valid_entry(entry: str) -> bool:
-    module, colon, function = entry.partition(":")
-    return bool(colon) and all(p.isidentifier() for p in (*module.split("."), *function.split(".")))
-
-
-# ---------------------------------------------------------------------------------------- server
-
-
-def serve(fd: int, preload: Sequence[str]) -> int:
-    """Run the server on the connected socket ``fd``; return its exit code.
-
-    0 at EOF (or when the parent is gone), 1 if a preload fails, :data:`PROTOCOL_ERROR_EXIT`
-    for a frame it cannot decode.
-    """
-    sock = socket.socket(fileno=fd)
-    sock.set_inheritable(False)
-    startup = {sig: signal.getsignal(sig) for sig in signal.valid_signals()}
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent; EOF ends this.
-    try:
-        for name in preload:
-            importlib.import_module(name)
-    except BaseException:
-        with suppress(OSError):
-            sock.sendall(frame(StartFailed(traceback.format_exc())))
-        return 1
-    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-    signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
-    signal.signal(signal.SIGCHLD, lambda _signum, _frame: None)  # a handler, so the fd is written
-    selector = selectors.DefaultSelector()
-    selector.register(sock, selectors.EVENT_READ)
-    selector.register(wake_r, selectors.EVENT_READ)
-    children: set[int] = set()
-    decoder = msgspec.msgpack.Decoder(Spawn)
-    frames = Frames()
-
-    def reap() -> None:
-        while children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            children.discard(pid)
-            sock.sendall(frame(Exited(pid, os.waitstatus_to_exitcode(status))))
-
-    def in_child() -> None:
-        signal.set_wakeup_fd(-1)
-        for sig, handler in startup.items():
-            if handler is not None and signal.getsignal(sig) != handler:
-                signal.signal(sig, handler)
-        selector.close()
-        sock.close()
-        os.close(wake_r)
-        os.close(wake_w)
-
-    def spawn(request: Spawn) -> None:
-        if not _valid_entry(request.entry):
-            error = f"entry {request.entry!r} is not 'module:function'"
-            sock.sendall(frame(SpawnFailed(request.request_id, error)))
-            return
-        for stream in (sys.stdout, sys.stderr):
-            with suppress(Exception):
-                stream.flush()
-        try:
-            pid = os.fork()
-        except OSError as error:
-            sock.sendall(frame(SpawnFailed(request.request_id, f"fork failed: {error}")))
-            return
-        if pid == 0:
-            run_child(request.entry, request.payload, in_child)
-        children.add(pid)
-        sock.sendall(frame(Spawned(request.request_id, pid)))
-
-    try:
-        sock.sendall(frame(Ready(os.getpid())))
-        while True:
-            for key, _ in selector.select():
-                if key.fd == wake_r:
-                    with suppress(BlockingIOError):
-                        os.read(wake_r, 4096)
-                    reap()
-                    continue
-                data = sock.recv(65536)
-                if not data:
-                    if frames.buffer:
-                        raise ProtocolError("EOF in the middle of a frame")
-                    reap()  # the parent may still read (it shut down its writing side only)
-                    return 0
-                for body in frames.feed(data):
-                    spawn(decoder.decode(body))
-    except (ProtocolError, msgspec.DecodeError) as error:
-        print(f"mcpp spawner {os.getpid()}: protocol error, exiting: {error}", file=sys.stderr)
-        return PROTOCOL_ERROR_EXIT
-    except (BrokenPipeError, ConnectionResetError):
-        return 0  # the parent is gone
-    finally:
-        selector.close()
-        sock.close()
-
-
-def run_child(entry: str, payload: bytes, prepare: Callable[[], None]) -> NoReturn:
-    """In a forked child: ``prepare()``, run ``entry(payload)``, ``os._exit`` with its code."""
-    code = 1
-    try:
-        prepare()
-        module, _, qualname = entry.partition(":")
-        function: Any = importlib.import_module(module)
-        for name in qualname.split("."):
-            function = getattr(function, name)
-        code = _exit_code(function(payload))
-    except SystemExit as leaving:
-        code = _exit_code(leaving.code)
-    except BaseException:
-        traceback.print_exc()
-    finally:
-        for stream in (sys.stdout, sys.stderr):
-            with suppress(Exception):
-                stream.flush()
-        os._exit(code)
-
-
-def _exit_code(value: object) -> int:
-    if value is None:
-        return 0
-    if isinstance(value, int):
-        return value & 0xFF  # what exit(2) keeps of it
-    print(f"entry returned {value!r}, not an int or None", file=sys.stderr)
-    return 1
-
-
-# ---------------------------------------------------------------------------------------- client
 
 
 class ForkedProcess:
@@ -559,15 +335,3 @@ async def open_spawner(
         yield spawner
     finally:
         await spawner.aclose()
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m mcpp.actors.spawner")
-    parser.add_argument("--fd", type=int, required=True, help="the connected socket to serve")
-    parser.add_argument("--preload", default="", help="modules to import, comma-separated")
-    args = parser.parse_args(argv)
-    return serve(args.fd, [name for name in args.preload.split(",") if name])
-
-
-if __name__ == "__main__":
-    sys.exit(main())
