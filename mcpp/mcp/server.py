@@ -70,8 +70,11 @@ File = Annotated[
     ),
 ]
 Inline = Annotated[
-    str | None,
-    Field(description="the workflow document itself (only if the server allows inline)"),
+    str | dict[str, Any] | None,
+    Field(
+        description="the workflow document itself: text in inline_format, or a JSON object "
+        "(only if the server allows inline workflows)"
+    ),
 ]
 InlineFormat = Annotated[Literal["toml", "json", "yaml"], Field(description="the format of inline")]
 Params = Annotated[
@@ -111,7 +114,12 @@ class Tools:
         return await anyio.to_thread.run_sync(fn, *args)
 
     def _load(
-        self, file: str | None, inline: str | None, fmt: str, params: Any, run_id: str | None
+        self,
+        file: str | None,
+        inline: str | dict[str, Any] | None,
+        fmt: str,
+        params: Any,
+        run_id: str | None,
     ) -> WorkflowSpec:
         """Load and validate the workflow (blocking). Raises WorkflowError, RefusedError.
 
@@ -135,7 +143,7 @@ class Tools:
     async def load(
         self,
         file: str | None,
-        inline: str | None,
+        inline: str | dict[str, Any] | None,
         fmt: str,
         params: Any,
         run_id: str | None = None,
@@ -149,9 +157,15 @@ class Tools:
         return await self.blocking(views.resolve, text, dict(self.runs.runs))
 
 
-def _load_inline(folder: Path, text: str, fmt: str, params: Any) -> WorkflowSpec:
-    """Write ``text`` to ``FOLDER/workflow.FORMAT`` (0600) and load it; errors name it
-    ``inline workflow``."""
+def _load_inline(
+    folder: Path, document: str | dict[str, Any], fmt: str, params: Any
+) -> WorkflowSpec:
+    """Write ``document`` to ``FOLDER/workflow.FORMAT`` (0600; an object as JSON) and load it;
+    its errors name it ``inline workflow``."""
+    if isinstance(document, dict):
+        fmt, text = "json", msgspec.json.encode(document).decode()
+    else:
+        text = document
     path = folder / f"workflow.{fmt}"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, PRIVATE_FILE)
     with open(fd, "w", encoding="utf-8") as out:

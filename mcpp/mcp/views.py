@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from mcpp.dag import Graph
+from mcpp.dag import Graph, heuristics
 from mcpp.home import resolve_run_id
 from mcpp.mcp.models import (
     CriticalPath,
@@ -190,8 +190,9 @@ def dependencies(spec: WorkflowSpec, result: RunResult | None = None) -> Depende
     durations = None
     if result is not None and any(r.duration_s for r in result.steps.values()):
         durations = {step_id: r.duration_s for step_id, r in result.steps.items()}
-    lengths = graph.critical_path(durations)
-    level_of = {step: k for k, level in enumerate(graph.levels()) for step in level}
+    lengths = heuristics.critical_path(graph, durations)
+    levels = heuristics.levels(graph)
+    level_of = {step: k for k, level in enumerate(levels) for step in level}
     nodes = [
         DependencyNode(
             id=step.id,
@@ -208,7 +209,7 @@ def dependencies(spec: WorkflowSpec, result: RunResult | None = None) -> Depende
         workflow=spec.name,
         nodes=nodes,
         edges=[Edge(upstream=a, downstream=b) for a, b in graph.edges()],
-        levels=[list(level) for level in graph.levels()],
+        levels=[list(level) for level in levels],
         topological_order=list(graph.topological_order()),
         critical_path=_critical_path(
             graph, lengths, "steps" if durations is None else "duration_s"

@@ -3,6 +3,7 @@ them, on real runs (each a ``mcpp spawn`` child of the server), the machine chec
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -199,3 +200,61 @@ def test_cancel_stops_a_long_run_and_leaves_no_process(world: World) -> None:
 
     run(main)
     assert not gate.exists()
+
+
+def test_root_refuses_files_outside_it_and_inline_needs_the_flag(world: World) -> None:
+    flow, _, _ = gated(world)
+    outside = write_flow(world.workdir / "outside.toml", GATED.format(mark="m", gate="g"))
+    os.symlink(outside, flow.parent / "link.toml")
+
+    async def main() -> None:
+        async with session(world, "--root", str(flow.parent)) as client:
+            for path in ("../outside.toml", str(outside), "link.toml"):
+                for tool in ("workflow_validate", "workflow_submit", "workflow_dependencies"):
+                    text = await call_error(client, tool, file=path)
+                    assert "outside the server's roots" in text and str(flow.parent) in text
+            text = await call_error(client, "workflow_submit", inline=GATED)
+            assert "--allow-inline" in text
+            assert (await call(client, "workflow_list"))["runs"] == []
+
+    run(main)
+
+
+QUICK = """
+[workflow]
+name = "quick"
+
+[params]
+n = 2
+
+[[steps]]
+id = "one"
+run = "tests.steps.fault_steps:number"
+args = { value = "${n}" }
+"""
+
+
+def test_inline_workflows_with_allow_inline(world: World) -> None:
+    async def main() -> None:
+        async with session(world, "--allow-inline") as client:
+            broken = QUICK.replace('value = "${n}"', 'value = "${n}" }\ntimeout = "x"\n#')
+            verdict = await call(client, "workflow_validate", inline=broken)
+            assert verdict["valid"] is False
+            assert verdict["error"]["file"] == "inline workflow"
+            assert (verdict["error"]["step"], verdict["error"]["field"]) == ("one", "timeout")
+            as_object = {"workflow": {"name": "j"}, "steps": [{"id": "s", "run": "os:getpid"}]}
+            verdict = await call(client, "workflow_validate", inline=as_object)
+            assert verdict["valid"] is True and verdict["steps"] == ["s"]
+            as_yaml = "workflow: {name: y}\nsteps:\n  - {id: t, run: 'os:getpid'}\n"
+            verdict = await call(client, "workflow_validate", inline=as_yaml, inline_format="yaml")
+            assert verdict["valid"] is True and verdict["workflow"] == "y"
+            run_id = (await call(client, "workflow_submit", inline=QUICK, params={"n": 5}))[
+                "run_id"
+            ]
+            result = await call(client, "workflow_result", run_id=run_id, wait_s=60)
+            assert result["status"] == "succeeded", result
+            assert result["document"]["steps"]["one"]["result"] == 5
+            kept = world.home / "runs" / run_id / "workflow.toml"
+            assert kept.read_text() == QUICK and kept.stat().st_mode & 0o777 == 0o600
+
+    run(main)
