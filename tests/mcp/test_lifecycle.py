@@ -14,7 +14,7 @@ import pytest
 
 from mcpp.supervisor.journal import Journal
 from tests.mcp.client import call, call_error, server_argv, session, wait_status, write_flow
-from tests.world import World, cli_env, gone, wait_for, wait_for_file
+from tests.world import World, cli_env, descendants, gone, wait_for, wait_for_file
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="the MCP tests count processes through /proc"
@@ -63,12 +63,14 @@ def test_closing_the_client_cancels_the_run_and_resume_finishes_it(world: World)
         async with session(world, "--root", str(flow.parent)) as client:
             started.append((await call(client, "workflow_submit", file="gated.toml"))["run_id"])
             await anyio.to_thread.run_sync(wait_for_file, mark, 60)
-            await wait_status(client, started[0], "wait running", lambda s: s["running"])
+            await wait_status(
+                client, started[0], "wait running", lambda s: s["running"] == ["wait"]
+            )
         # The client closed stdin: the server cancelled its run before it exited.
 
     run(first)
     run_id = started[0]
-    wait_for(lambda: not world.descendants(), 15, "every process of the run gone")
+    wait_for(lambda: not descendants(), 15, "every process of the run gone")
     assert journalled(world, run_id) == {
         "run": "cancelled",
         "first": "succeeded",
@@ -120,13 +122,15 @@ def test_a_stopped_server_cancels_its_runs(world: World, signum: int) -> None:
         ):
             await client.initialize()
             run_ids.append((await call(client, "workflow_submit", file=flow.name))["run_id"])
-            await wait_status(client, run_ids[0], "wait running", lambda s: s["running"])
+            await wait_status(
+                client, run_ids[0], "wait running", lambda s: s["running"] == ["wait"]
+            )
 
     run(submit)
     step_pid = int(wait_for_file(mark, 60))
     server.send_signal(signum)
     assert server.wait(timeout=60) == (0 if signum == signal.SIGTERM else -signal.SIGKILL)
-    wait_for(lambda: gone(step_pid) and not world.descendants(), 30, "the run's processes gone")
+    wait_for(lambda: gone(step_pid) and not descendants(), 30, "the run's processes gone")
     assert journalled(world, run_ids[0]) == {
         "run": "cancelled",
         "first": "succeeded",
@@ -156,7 +160,7 @@ def test_keep_runs_lets_a_run_finish_after_the_server_left(world: World) -> None
     wait_for(lambda: journalled(world, started[0])["wait"] == "running", 30, "wait running")
     gate.touch()
     wait_for(lambda: journalled(world, started[0])["run"] == "succeeded", 60, "the kept run done")
-    wait_for(lambda: not world.descendants(), 15, "the kept run's processes gone")
+    wait_for(lambda: not descendants(), 15, "the kept run's processes gone")
 
 
 def test_runs_beyond_the_limit_are_refused(world: World) -> None:
@@ -165,7 +169,7 @@ def test_runs_beyond_the_limit_are_refused(world: World) -> None:
     async def main() -> None:
         async with session(world, "--root", str(flow.parent), "--max-runs", "1") as client:
             run_id = (await call(client, "workflow_submit", file="gated.toml"))["run_id"]
-            await wait_status(client, run_id, "wait running", lambda s: s["running"])
+            await wait_status(client, run_id, "wait running", lambda s: s["running"] == ["wait"])
             text = await call_error(client, "workflow_submit", file="gated.toml")
             assert "already runs 1 workflows" in text and run_id in text and "--max-runs 1" in text
             text = await call_error(client, "workflow_resume", run_id=run_id)

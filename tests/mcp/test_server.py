@@ -12,7 +12,7 @@ import anyio
 import pytest
 
 from tests.mcp.client import ROOT, call, call_error, session, wait_status, write_flow
-from tests.world import World, gone, wait_for, wait_for_file
+from tests.world import World, descendants, gone, wait_for, wait_for_file
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="the MCP tests count processes through /proc"
@@ -178,7 +178,9 @@ def test_cancel_stops_a_long_run_and_leaves_no_process(world: World) -> None:
         async with session(world, "--root", str(flow.parent)) as client:
             run_id = (await call(client, "workflow_submit", file="gated.toml"))["run_id"]
             step_pid = int(await anyio.to_thread.run_sync(wait_for_file, mark, 60))
-            status = await wait_status(client, run_id, "wait running", lambda s: s["running"])
+            status = await wait_status(
+                client, run_id, "wait running", lambda s: s["running"] == ["wait"]
+            )
             assert status["running"] == ["wait"] and status["steps"]["first"] == "succeeded"
             cancelled = await call(client, "workflow_cancel", run_id=run_id)
             assert cancelled["status"] == "cancelled" and cancelled["exit_code"] == 130
@@ -190,7 +192,7 @@ def test_cancel_stops_a_long_run_and_leaves_no_process(world: World) -> None:
             assert gone(step_pid)
             # Only the server itself is left below the test.
             left = wait_for(
-                lambda: (d := world.descendants()) and len(d) == 1 and d,
+                lambda: (d := descendants()) and len(d) == 1 and d,
                 10,
                 "the run's processes gone",
             )
@@ -256,5 +258,43 @@ def test_inline_workflows_with_allow_inline(world: World) -> None:
             assert result["document"]["steps"]["one"]["result"] == 5
             kept = world.home / "runs" / run_id / "workflow.toml"
             assert kept.read_text() == QUICK and kept.stat().st_mode & 0o777 == 0o600
+
+    run(main)
+
+
+LOUD = """
+[workflow]
+name = "loud"
+
+[[steps]]
+id = "loud"
+run = "tests.steps.mcp_steps:shout"
+args = { lines = 3 }
+"""
+
+
+def test_logs_of_a_printing_step(world: World) -> None:
+    pytest.importorskip("mcpp.supervisor.logs")  # the per-step logs land with their own branch
+    flow = write_flow(world.workdir / "flows" / "loud.toml", LOUD)
+
+    async def main() -> None:
+        async with session(world, "--root", str(flow.parent)) as client:
+            run_id = (await call(client, "workflow_submit", file="loud.toml"))["run_id"]
+            result = await call(client, "workflow_result", run_id=run_id, wait_s=60)
+            assert result["status"] == "succeeded", result
+            logs = await call(client, "workflow_logs", run_id=run_id, step="loud", tail=1000)
+            lines = [(line["stream"], line["text"]) for line in logs["lines"]]
+            assert [text for stream, text in lines if stream == "stdout"] == [
+                "line 0",
+                "line 1",
+                "line 2",
+            ]
+            assert ("stderr", "to stderr") in lines
+            assert {line["step"] for line in logs["lines"]} == {"loud"}
+            assert {line["attempt"] for line in logs["lines"]} == {1}
+            last = await call(client, "workflow_logs", run_id=run_id, step="loud", tail=1)
+            assert last["lines"] == logs["lines"][-1:]
+            text = await call_error(client, "workflow_logs", run_id=run_id, step="nosuch")
+            assert "nosuch" in text
 
     run(main)
