@@ -298,3 +298,30 @@ def test_logs_of_a_printing_step(world: World) -> None:
             assert "nosuch" in text
 
     run(main)
+
+
+def test_templates_are_listed_and_run_by_ref_with_typed_params(world: World) -> None:
+    async def main() -> None:
+        async with session(
+            world, "--root", str(ROOT), "--templates", "examples/templates", cwd=ROOT
+        ) as client:
+            listed = await call(client, "templates_list")
+            refs = {t["ref"]: t for t in listed["templates"]}
+            assert {"etl@1.0.0", "report@1.0.0"} <= set(refs)
+            assert refs["etl@1.0.0"]["params"]["mode"]["choices"] == ["sum", "mean"]
+            text = await call_error(
+                client, "workflow_submit", file="etl@1.0.0", params={"mode": "median"}
+            )
+            assert "invalid workflow" in text and "params.mode" in text
+            # "10" stays a string for a string parameter: the label pattern refuses digits first
+            text = await call_error(client, "workflow_submit", file="etl", params={"label": "10"})
+            assert "params.label" in text
+            submitted = await call(
+                client, "workflow_submit", file="etl@1.0.0", params={"rows": 4, "mode": "mean"}
+            )
+            result = await call(client, "workflow_result", run_id=submitted["run_id"], wait_s=60)
+            assert result["status"] == "succeeded", result
+            resource = await client.read_resource("mcpp://templates")
+            assert "etl@1.0.0" in resource.contents[0].text  # type: ignore[union-attr]
+
+    run(main)
