@@ -151,8 +151,7 @@ def add_run_tools(server: MCPServer, tools: Tools) -> None:
                         "the server's roots; resume it with `mcpp resume` instead"
                     )
             else:
-                async with tools.load_lock:
-                    await tools.blocking(_check_unchanged, run)
+                await tools.importing(_check_unchanged, run)
             await runs.start(
                 run_id, ["resume", run_id, "--json", "--quiet"], kind="resume", spec=run.spec
             )

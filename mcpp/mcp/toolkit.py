@@ -8,7 +8,9 @@ a worker thread; loads are serialised, since they change ``sys.path`` for a mome
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -130,13 +132,25 @@ class Tools:
         params: Any,
         run_id: str | None = None,
     ) -> WorkflowSpec:
-        """:meth:`_load` in a worker thread, one at a time."""
+        """:meth:`_load` in a worker thread, one at a time (see :meth:`importing`)."""
+        return await self.importing(self._load, file, inline, fmt, params, run_id)
+
+    async def importing(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(*args)``, which imports step modules, in a worker thread, one at a time,
+        with ``sys.stdout`` pointed at stderr: what a module prints when it is imported must
+        never reach the MCP client's wire (the SDK's stdio transport points fd 1 at stderr
+        too; this holds whatever it does)."""
         async with self.load_lock:
-            return await self.blocking(self._load, file, inline, fmt, params, run_id)
+            return await self.blocking(_quietly, fn, *args)
 
     async def resolve(self, text: str) -> str:
         """The run id ``text`` names (RunIdError, JournalError)."""
         return await self.blocking(views.resolve, text, dict(self.runs.runs))
+
+
+def _quietly(fn: Callable[..., T], *args: Any) -> T:
+    with contextlib.redirect_stdout(sys.stderr):
+        return fn(*args)
 
 
 def _load_inline(

@@ -325,3 +325,37 @@ def test_templates_are_listed_and_run_by_ref_with_typed_params(world: World) -> 
             assert "etl@1.0.0" in resource.contents[0].text  # type: ignore[union-attr]
 
     run(main)
+
+
+NOISY_MODULE = """
+import os, sys
+print("printed at import")
+os.write(1, b"written to fd 1 at import\\n")
+sys.stdout.flush()
+
+
+def step():
+    print("printed by the step")
+    return 1
+"""
+
+
+def test_what_step_modules_print_never_reaches_the_wire(world: World) -> None:
+    flows = world.workdir / "flows"
+    write_flow(flows / "noisy_steps.py", NOISY_MODULE)
+    write_flow(
+        flows / "noisy.toml",
+        '[workflow]\nname = "noisy"\n\n[[steps]]\nid = "s"\nrun = "noisy_steps:step"\n',
+    )
+
+    async def main() -> None:
+        async with session(world, "--root", str(flows)) as client:
+            assert (await call(client, "workflow_validate", file="noisy.toml"))["valid"] is True
+            run_id = (await call(client, "workflow_submit", file="noisy.toml"))["run_id"]
+            result = await call(client, "workflow_result", run_id=run_id, wait_s=60)
+            assert result["status"] == "succeeded", result
+            assert len((await client.list_tools()).tools) == 10  # the stream is intact
+
+    run(main)
+    server_err = (world.workdir / "server.err").read_text()
+    assert "printed at import" in server_err and "written to fd 1 at import" in server_err
