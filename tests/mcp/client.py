@@ -11,6 +11,7 @@ asyncio. It is turned back on when the session closes.
 
 from __future__ import annotations
 
+import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
@@ -21,10 +22,20 @@ from typing import Any
 import anyio
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
 
-from tests.world import ROOT, World, cli_env
+from tests.world import ROOT, World, cli_env, wait_for
 
-__all__ = ["call", "call_error", "server_argv", "session", "wait_status", "write_flow"]
+__all__ = [
+    "call",
+    "call_error",
+    "http_session",
+    "server_argv",
+    "session",
+    "start_http",
+    "wait_status",
+    "write_flow",
+]
 
 
 def server_argv(*args: str) -> list[str]:
@@ -85,6 +96,41 @@ async def wait_status(
         assert time.monotonic() < deadline, f"timed out waiting for {what}: {status}"
         await anyio.sleep(0.05)
     return status
+
+
+def start_http(world: World, *args: str, cwd: Path | None = None) -> tuple[Any, str]:
+    """Start ``mcpp mcp --http 127.0.0.1:0 ARGS`` (the test owns it); return it and its URL."""
+    err_path = world.workdir / "http-server.err"
+    with err_path.open("wb") as err:
+        server = world.spawn(
+            server_argv("--http", "127.0.0.1:0", *args),
+            cwd=cwd or world.cwd,
+            env=cli_env(world),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+
+    def url() -> str | None:
+        if server.poll() is not None:
+            raise AssertionError(f"the server exited: {err_path.read_text(errors='replace')}")
+        for line in err_path.read_text(errors="replace").splitlines():
+            if line.startswith("mcpp mcp: serving on "):
+                return line.rsplit(" ", 1)[1]
+        return None
+
+    return server, str(wait_for(url, 60, "the server's address"))
+
+
+@asynccontextmanager
+async def http_session(url: str) -> AsyncIterator[ClientSession]:
+    """An initialised ClientSession over streamable HTTP to ``url``."""
+    async with (
+        streamable_http_client(url) as (read, write),
+        ClientSession(read, write) as client,
+    ):
+        await client.initialize()
+        yield client
 
 
 def write_flow(path: Path, body: str) -> Path:

@@ -13,7 +13,15 @@ import anyio
 import pytest
 
 from mcpp.supervisor.journal import Journal
-from tests.mcp.client import call, call_error, server_argv, session, wait_status, write_flow
+from tests.mcp.client import (
+    call,
+    call_error,
+    http_session,
+    session,
+    start_http,
+    wait_status,
+    write_flow,
+)
 from tests.world import World, cli_env, descendants, gone, wait_for, wait_for_file
 
 pytestmark = pytest.mark.skipif(
@@ -99,28 +107,11 @@ def test_a_stopped_server_cancels_its_runs(world: World, signum: int) -> None:
     # SIGTERM: the server cancels its runs and exits 0; SIGKILL: each run child gets SIGTERM
     # from the kernel (its parent-death signal) and cancels itself. Over HTTP, once.
     flow, mark, _ = gated(world)
-    err_path = world.workdir / "server.err"
-    with err_path.open("wb") as err:
-        server = world.spawn(
-            server_argv("--root", str(flow.parent), "--http", "127.0.0.1:0"),
-            cwd=world.cwd,
-            env=cli_env(world),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=err,
-        )
-    url = wait_for(lambda: _url(err_path), 60, "the server's address")
+    server, url = start_http(world, "--root", str(flow.parent))
     run_ids: list[str] = []
 
     async def submit() -> None:
-        from mcp.client.session import ClientSession
-        from mcp.client.streamable_http import streamable_http_client
-
-        async with (
-            streamable_http_client(url) as (read, write),
-            ClientSession(read, write) as client,
-        ):
-            await client.initialize()
+        async with http_session(url) as client:
             run_ids.append((await call(client, "workflow_submit", file=flow.name))["run_id"])
             await wait_status(
                 client, run_ids[0], "wait running", lambda s: s["running"] == ["wait"]
@@ -136,13 +127,6 @@ def test_a_stopped_server_cancels_its_runs(world: World, signum: int) -> None:
         "first": "succeeded",
         "wait": "cancelled",
     }
-
-
-def _url(stderr: Path) -> str | None:
-    for line in stderr.read_text(errors="replace").splitlines():
-        if line.startswith("mcpp mcp: serving on "):
-            return line.rsplit(" ", 1)[1]
-    return None
 
 
 def test_keep_runs_lets_a_run_finish_after_the_server_left(world: World) -> None:
