@@ -37,7 +37,7 @@ async def session(home: str) -> None:
     params = StdioServerParameters(
         command=sys.executable,
         args=["-m", "mcpp.supervisor", "mcp", "--root", str(ROOT)],
-        env={**os.environ, "MCPP_HOME": home},
+        env={**os.environ, "MCPP_HOME": home, "PYTHONDONTWRITEBYTECODE": "1"},
         cwd=str(ROOT),
     )
     async with stdio_client(params) as (read, write), ClientSession(read, write) as client:

@@ -30,12 +30,19 @@ __all__ = [
     "call",
     "call_error",
     "http_session",
+    "mcp_env",
     "server_argv",
     "session",
     "start_http",
     "wait_status",
     "write_flow",
 ]
+
+
+def mcp_env(world: World) -> dict[str, str]:
+    """The CLI tests' environment (tests.world.cli_env), and no ``__pycache__`` written: the
+    server and its runs import ``examples/`` from the repository, whose listing a test pins."""
+    return {**cli_env(world), "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def server_argv(*args: str) -> list[str]:
@@ -50,7 +57,7 @@ async def session(
     """An initialised ClientSession to ``mcpp mcp ARGS`` (cwd ``world.cwd`` by default)."""
     argv = server_argv(*args)
     params = StdioServerParameters(
-        command=argv[0], args=argv[1:], env=cli_env(world), cwd=str(cwd or world.cwd)
+        command=argv[0], args=argv[1:], env=mcp_env(world), cwd=str(cwd or world.cwd)
     )
     world.reap = False
     errlog = (world.workdir / "server.err").open("a")
@@ -105,7 +112,7 @@ def start_http(world: World, *args: str, cwd: Path | None = None) -> tuple[Any, 
         server = world.spawn(
             server_argv("--http", "127.0.0.1:0", *args),
             cwd=cwd or world.cwd,
-            env=cli_env(world),
+            env=mcp_env(world),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=err,

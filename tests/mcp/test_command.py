@@ -8,14 +8,15 @@ import subprocess
 import sys
 
 from mcpp.supervisor.journal import Journal
-from tests.world import ROOT, World, cli_env
+from tests.mcp.client import mcp_env
+from tests.world import ROOT, World
 
 
 def mcpp(world: World, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     proc = world.spawn(
         [sys.executable, "-m", "mcpp.supervisor", *args],
         cwd=ROOT,
-        env=cli_env(world),
+        env=mcp_env(world),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

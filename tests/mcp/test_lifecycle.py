@@ -17,12 +17,13 @@ from tests.mcp.client import (
     call,
     call_error,
     http_session,
+    mcp_env,
     session,
     start_http,
     wait_status,
     write_flow,
 )
-from tests.world import World, cli_env, descendants, gone, wait_for, wait_for_file
+from tests.world import World, descendants, gone, wait_for, wait_for_file
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="the MCP tests count processes through /proc"
@@ -170,7 +171,7 @@ def test_cancel_refuses_a_run_the_server_did_not_start(world: World) -> None:
     cli = world.spawn(
         [sys.executable, "-m", "mcpp.supervisor", "spawn", "--json", str(flow)],
         cwd=world.cwd,
-        env=cli_env(world),
+        env=mcp_env(world),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
