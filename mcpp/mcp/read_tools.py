@@ -52,24 +52,22 @@ def add_read_tools(server: MCPServer, tools: Tools) -> None:
         with cli_errors():
             run_id = await tools.resolve(run_id)
             deadline = anyio.current_time() + wait_s
-            reported = -1
+            reported: tuple[int, list[str]] | None = None
             while True:
                 owned = runs.get(run_id)
                 view = await tools.blocking(views.result_view, run_id, owned)
                 left = deadline - anyio.current_time()
                 if view.finished or left <= 0:
                     return view
-                steps = view.document["steps"].values()
-                done = sum(1 for s in steps if s["status"] not in ("pending", "running"))
-                if ctx is not None and done != reported:
-                    reported = done
-                    running = [
-                        k for k, s in view.document["steps"].items() if s["status"] == "running"
-                    ]
-                    message = (
-                        f"{done}/{len(steps)} steps finished; running: {', '.join(running) or '-'}"
+                states = {k: s["status"] for k, s in view.document["steps"].items()}
+                done = sum(1 for s in states.values() if s not in ("pending", "running"))
+                running = [k for k, s in states.items() if s == "running"]
+                if ctx is not None and (done, running) != reported:
+                    reported = (done, running)
+                    message = f"{done}/{len(states)} steps finished; running: "
+                    await ctx.report_progress(
+                        done, len(states), message + (", ".join(running) or "-")
                     )
-                    await ctx.report_progress(done, len(steps), message)
                 with anyio.move_on_after(min(RESULT_POLL, left)):
                     if owned is not None and owned.alive:
                         await owned.done.wait()

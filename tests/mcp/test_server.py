@@ -359,3 +359,30 @@ def test_what_step_modules_print_never_reaches_the_wire(world: World) -> None:
     run(main)
     server_err = (world.workdir / "server.err").read_text()
     assert "printed at import" in server_err and "written to fd 1 at import" in server_err
+
+
+def test_result_waits_with_progress_notifications(world: World) -> None:
+    flow, _, gate = gated(world)
+    progress: list[tuple[float, float | None, str]] = []
+
+    async def on_progress(done: float, total: float | None, message: str | None) -> None:
+        progress.append((done, total, message or ""))
+        if "running: wait" in (message or ""):
+            gate.touch()  # the client saw the step running: let it finish
+
+    async def main() -> None:
+        async with session(world, "--root", str(flow.parent)) as client:
+            run_id = (await call(client, "workflow_submit", file="gated.toml"))["run_id"]
+            early = await call(client, "workflow_result", run_id=run_id)  # no wait
+            assert early["finished"] is False and early["status"] == "running"
+            result = await client.call_tool(
+                "workflow_result", {"run_id": run_id, "wait_s": 120}, progress_callback=on_progress
+            )
+            assert result.structured_content is not None, result.content
+            assert result.structured_content["status"] == "succeeded"
+            assert result.structured_content["finished"] is True
+
+    run(main)
+    assert ("1/3 steps finished; running: wait") in [message for _, _, message in progress]
+    assert all(total == 3 for _, total, _ in progress)
+    assert [done for done, _, _ in progress] == sorted(done for done, _, _ in progress)
