@@ -27,6 +27,8 @@ MAX_WAIT = 3600.0
 
 
 def add_read_tools(server: MCPServer, tools: Tools) -> None:
+    """Register workflow_status, workflow_result, workflow_list, workflow_dependencies,
+    workflow_logs and templates_list."""
     policy, runs = tools.policy, tools.runs
 
     @server.tool()
@@ -86,7 +88,9 @@ def add_read_tools(server: MCPServer, tools: Tools) -> None:
         """Journalled runs (this server's and any other), newest first."""
         with cli_errors():
             return await tools.blocking(
-                lambda: views.list_runs(runs.runs, status=status, workflow=workflow, limit=limit)
+                lambda: views.list_runs(
+                    dict(runs.runs), status=status, workflow=workflow, limit=limit
+                )
             )
 
     @server.tool()
@@ -119,7 +123,7 @@ def add_read_tools(server: MCPServer, tools: Tools) -> None:
         run_id: RunId,
         step: Annotated[str | None, Field(description="one step's output (default: all)")] = None,
         attempt: Annotated[
-            int | None, Field(ge=1, description="one attempt (default: all)")
+            int | None, Field(ge=1, description="that attempt (default: the latest that wrote)")
         ] = None,
         tail: Annotated[int, Field(ge=1, le=100_000, description="the last N lines")] = 100,
     ) -> LogsView:

@@ -30,6 +30,7 @@ __all__ = ["add_run_tools"]
 
 
 def add_run_tools(server: MCPServer, tools: Tools) -> None:
+    """Register workflow_validate, workflow_submit, workflow_cancel and workflow_resume."""
     policy, runs = tools.policy, tools.runs
 
     @server.tool()

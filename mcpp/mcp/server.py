@@ -58,7 +58,7 @@ def _add_resources(server: MCPServer, tools: Tools) -> None:
     async def runs_resource() -> str:
         with resource_errors():
             found = await tools.blocking(
-                lambda: views.list_runs(runs.runs, status=None, workflow=None, limit=100)
+                lambda: views.list_runs(dict(runs.runs), status=None, workflow=None, limit=100)
             )
             return found.model_dump_json()
 

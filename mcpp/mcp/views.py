@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import msgspec
@@ -155,29 +155,45 @@ def result_view(run_id: str, owned: OwnedRun | None) -> ResultView:
 
 
 def list_runs(
-    owned: Iterable[str], *, status: str | None, workflow: str | None, limit: int
+    owned: Mapping[str, OwnedRun], *, status: str | None, workflow: str | None, limit: int
 ) -> RunList:
-    """Journalled runs, newest first, filtered by ``status`` and ``workflow`` name."""
-    mine = set(owned)
+    """Journalled runs, newest first, filtered by ``status`` and ``workflow`` name; with them
+    this server's runs that are not journalled yet (or were cancelled before they were)."""
     with Journal.open() as journal:
-        found = [
-            run
+        rows = [
+            RunRow(
+                run_id=run.run_id,
+                workflow=run.workflow,
+                status="running" if run.run_id in owned and owned[run.run_id].alive else run.status,
+                started_at=run.started_at,
+                duration_s=run.duration_s,
+                owned=run.run_id in owned,
+            )
             for run in journal.runs()
-            if (status is None or run.status == status)
-            and (workflow is None or run.workflow == workflow)
         ]
-    rows = [
-        RunRow(
-            run_id=run.run_id,
-            workflow=run.workflow,
-            status=run.status,
-            started_at=run.started_at,
-            duration_s=run.duration_s,
-            owned=run.run_id in mine,
-        )
-        for run in found[:limit]
+    journalled = {row.run_id for row in rows}
+    for run_id, run in owned.items():
+        if run_id not in journalled and run.spec is not None:
+            doc = _unjournalled(run_id, run)
+            started = datetime.datetime.fromtimestamp(run.started_at, datetime.UTC)
+            rows.append(
+                RunRow(
+                    run_id=run_id,
+                    workflow=doc.workflow,
+                    status=doc.status,
+                    started_at=started.isoformat(timespec="milliseconds"),
+                    duration_s=0.0,
+                    owned=True,
+                )
+            )
+    rows.sort(key=lambda row: (row.started_at, row.run_id), reverse=True)
+    found = [
+        row
+        for row in rows
+        if (status is None or row.status == status)
+        and (workflow is None or row.workflow == workflow)
     ]
-    return RunList(runs=rows, total=len(found))
+    return RunList(runs=found[:limit], total=len(found))
 
 
 def dependencies(spec: WorkflowSpec, result: RunResult | None = None) -> Dependencies:
