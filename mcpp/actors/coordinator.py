@@ -2,13 +2,10 @@
 
 :class:`Coordinator` runs one ``RunWorkflow`` and streams its events back (``StepStarted``,
 ``StepSucceeded``, ``StepFailed``, ``StepSkipped``, ``StepCancelled`` and finally
-``RunFinished``); the actor around it is :mod:`mcpp.actors.coordinate`.
-
-Scheduling is ready-set, never level by level: a step starts as soon as its own dependencies
-succeeded and a slot (``max_concurrent``, resource pools) is free.
-
-:class:`Coordinator` is the policy and starts no process itself: isolated steps go to its
-``launch`` function (:func:`mcpp.actors.launch.run_isolated`), pooled steps to its ``pool``
+``RunFinished``); the actor around it is :mod:`mcpp.actors.coordinate`. Scheduling is
+ready-set, never level by level: a step starts as soon as its own dependencies succeeded and a
+slot (``max_concurrent``, resource pools) is free. It starts no process itself: isolated steps
+go to its ``launch`` (:func:`mcpp.actors.launch.run_isolated`), pooled steps to its ``pool``
 (:class:`mcpp.actors.pool.Pool`); tests pass fakes of both.
 """
 

@@ -14,6 +14,7 @@ import argparse
 import concurrent.futures as cf
 import graphlib
 import multiprocessing
+import os
 import queue
 import tempfile
 import time
@@ -22,7 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import msgspec
 import trio
@@ -36,7 +37,7 @@ from mcpp.supervisor.run import EventHook, run_spec
 from mcpp.workflow.spec import ActorMode, StepSpec, WorkflowSpec
 
 __all__ = [
-    "IN_RUN", "WALL_S", "BenchmarkError", "Runs", "Span", "Task", "Timing", "base_parser",
+    "CPUS", "IN_RUN", "WALL_S", "BenchmarkError", "Runs", "Span", "Task", "Timing", "base_parser",
     "chain", "comma_list", "compare", "fanout", "finish", "layered", "open_baseline", "run_dag",
     "run_mcpp", "to_spec", "warm_up", "write_workflow",
 ]  # fmt: skip
@@ -45,7 +46,9 @@ __all__ = [
 warnings.filterwarnings("ignore", category=trio.TrioDeprecationWarning)
 
 MODES: tuple[ActorMode, ...] = ("per_step", "pool")
+CPUS = os.cpu_count() or 1
 
+T = TypeVar("T")
 Submit = Callable[[Callable[..., Any], dict[str, Any]], "cf.Future[Any]"]
 
 
@@ -227,14 +230,15 @@ class Timing(NamedTuple):
     span: float
 
 
-class Runs(NamedTuple):
-    """The timings of one workload on mcpp and on the baseline, a repetition each."""
+class Runs(NamedTuple, Generic[T]):
+    """What one workload measured on mcpp and on the baseline, a repetition each (the
+    :class:`Timing` s of :func:`compare`, or a benchmark's own measurements)."""
 
-    mcpp: list[Timing]
-    baseline: list[Timing]
+    mcpp: list[T]
+    baseline: list[T]
 
-    def figure(self, unit: str, value: Callable[[Timing], float], **options: Any) -> Figure:
-        """The :func:`figure` of ``value(timing)`` on both systems."""
+    def figure(self, unit: str, value: Callable[[T], float], **options: Any) -> Figure:
+        """The :func:`figure` of ``value(repetition)`` on both systems."""
         return figure(unit, [*map(value, self.mcpp)], [*map(value, self.baseline)], **options)
 
 
@@ -244,18 +248,19 @@ def compare(
     named: Mapping[str, tuple[Sequence[Task], int]],
     *,
     journal: bool = False,
-) -> dict[str, Runs]:
+) -> dict[str, Runs[Timing]]:
     """Time each workload (``name -> (tasks, workers)``) on mcpp in ``mode`` and on the
     baseline with as many workers, ``args.repeat`` times, the two systems taking turns."""
-    runs = {name: Runs([], []) for name in named}
+    mine: dict[str, list[Timing]] = {name: [] for name in named}
+    base: dict[str, list[Timing]] = {name: [] for name in named}
     for _ in range(args.repeat):
         for name, (tasks, workers) in named.items():
             spec = to_spec(tasks, name="bench", mode=mode, workers=workers, max_concurrent=workers)
             clock = Span()
             _, wall = run_mcpp(spec, timeout=args.timeout, on_event=clock, journal=journal)
-            runs[name].mcpp.append(Timing(wall, clock.seconds))
-            runs[name].baseline.append(span_baseline(tasks, workers))
-    return runs
+            mine[name].append(Timing(wall, clock.seconds))
+            base[name].append(span_baseline(tasks, workers))
+    return {name: Runs(mine[name], base[name]) for name in named}
 
 
 def finish(name: str, args: argparse.Namespace, figures: Figures, notes: Any, **extra: Any) -> int:

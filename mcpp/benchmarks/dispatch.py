@@ -16,7 +16,6 @@ during the run are inside the span, its last batch is not. Figures per shape: ``
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Mapping, Sequence
 
 from mcpp.benchmarks import common
@@ -27,20 +26,14 @@ __all__ = ["TARGETS", "main", "measure_mode", "parser", "shapes"]
 
 # The issue's targets (issue 4), by mode and shape kind; None where it sets none.
 TARGETS: Mapping[ActorMode, Mapping[str, Target | None]] = {
-    "pool": {
-        "fanout": Target(">=", 20_000.0),
-        "chain": Target("<=", 0.2),
-        "layered": None,
-    },
+    "pool": {"fanout": Target(">=", 20_000.0), "chain": Target("<=", 0.2), "layered": None},
     "per_step": {"fanout": Target(">=", 20.0), "chain": None},
 }
 
 
 def parser() -> argparse.ArgumentParser:
     """The options of this benchmark."""
-    p = common.base_parser(
-        "dispatch", "In-run throughput and latency of no-op steps.", workers=os.cpu_count() or 1
-    )
+    p = common.base_parser("dispatch", "In-run rates of no-op steps.", workers=common.CPUS)
     p.add_argument("--n", type=int, default=1000, help="fan-out size, pool mode (1000)")
     p.add_argument("--chain", type=int, default=200, help="chain length, pool mode (200)")
     p.add_argument("--layers", type=int, default=10, help="layers of the DAG, pool mode (10)")
@@ -66,14 +59,11 @@ def shapes(args: argparse.Namespace, mode: ActorMode) -> dict[str, tuple[str, li
         f"chain({length})": ("chain", common.chain(length)),
     }
     if mode == "pool":
-        named[f"layered({layers}x{width})"] = (
-            "layered",
-            common.layered(layers, width),
-        )
+        named[f"layered({layers}x{width})"] = ("layered", common.layered(layers, width))
     return named
 
 
-def rate(kind: str, steps: int, run: common.Runs, target: Target | None) -> Figures:
+def rate(kind: str, steps: int, run: common.Runs[common.Timing], target: Target | None) -> Figures:
     """The in-run rate of a shape of ``steps`` steps: ms per hop (a chain) or steps per s."""
     if kind == "chain":
         return {"ms_per_hop": run.figure("ms", lambda t: 1000 * t.span / steps, target=target)}

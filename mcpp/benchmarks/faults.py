@@ -25,7 +25,7 @@ from typing import Any
 from mcpp import protocol
 from mcpp.actors import contain
 from mcpp.benchmarks import common, workloads
-from mcpp.benchmarks.document import Figures, figure
+from mcpp.benchmarks.document import Figures
 from mcpp.supervisor.results import RunRecorder
 from mcpp.workflow.spec import ActorMode
 
@@ -85,25 +85,19 @@ def fault_mcpp(
         elif isinstance(event, protocol.StepFailed) and not event.will_retry:
             if fault == "raise":
                 detected.append(now - float(event.error.message))
-            elif fault in ("timeout", "shell_timeout"):
+            elif fault.endswith("timeout"):
                 detected.append(now - (began["at"] + step_timeout))
             else:
                 detected.append(now - began["kill"])
 
-    spec = common.to_spec(
-        [fault_task(fault, step_timeout)], name=f"fault-{fault}", mode=mode, workers=1
-    )
+    spec = common.to_spec([fault_task(fault, step_timeout)], name=fault, mode=mode, workers=1)
     before = descendants()
     ends = ENDS.get(fault, "failed")
     expect = "succeeded" if ends == "succeeded" else "failed"
     result, _ = common.run_mcpp(spec, timeout=timeout, on_event=on_event, expect=expect)
-    left = leftovers(before)
-    if result.steps["fault"].status != ends:
-        raise common.BenchmarkError(
-            f"fault {fault!r}: the step ended {result.steps['fault'].status}"
-        )
-    if not detected:
-        raise common.BenchmarkError(f"fault {fault!r}: the run reported no outcome of the fault")
+    left, status = leftovers(before), result.steps["fault"].status
+    if status != ends or not detected:
+        raise common.BenchmarkError(f"fault {fault!r}: the step ended {status}, seen: {detected}")
     return 1000 * detected[0], left
 
 
@@ -116,12 +110,10 @@ def fault_baseline(fault: str, step_timeout: float) -> tuple[float, int]:
         submitted = time.time()
         future = submit(task.fn, dict(task.args))
         if fault == "raise":
-            exc = future.exception()
-            took = time.time() - float(str(exc))
+            took = time.time() - float(str(future.exception()))
         elif fault == "daemon":
-            returned = float(future.result())
-            took = time.time() - returned
-        elif fault in ("timeout", "shell_timeout"):
+            took = time.time() - float(future.result())
+        elif fault.endswith("timeout"):
             cf.wait([future], timeout=step_timeout)
             took = time.time() - (submitted + step_timeout)
             os.kill(pid, signal.SIGKILL)
@@ -140,23 +132,21 @@ def main(argv: Sequence[str] | None = None) -> int:
     contain.become_subreaper(sweep=False)
     notes = {
         "detect_ms": "from the fault until the run result records it",
-        "processes_left": (
-            "new descendants of the benchmark (a subreaper, so orphans count) right after "
-            "each run; must be 0"
-        ),
+        "processes_left": "new descendants of the benchmark (a subreaper: orphans count) right "
+        "after each run; must be 0",
     }
     common.warm_up(args)
     figures: Figures = {}
     for mode in args.modes:
         figures[mode] = {}
         for fault in FAULTS:
-            mine = [
-                fault_mcpp(fault, mode, args.step_timeout, args.timeout) for _ in range(args.repeat)
-            ]
-            base = [fault_baseline(fault, args.step_timeout) for _ in range(args.repeat)]
+            repeat = range(args.repeat)
+            mine = [fault_mcpp(fault, mode, args.step_timeout, args.timeout) for _ in repeat]
+            base = [fault_baseline(fault, args.step_timeout) for _ in repeat]
+            runs = common.Runs(mine, base)
             figures[mode][fault] = {
-                "detect_ms": figure("ms", [m[0] for m in mine], [b[0] for b in base]),
-                "processes_left": figure("", [m[1] for m in mine], [b[1] for b in base]),
+                "detect_ms": runs.figure("ms", lambda r: r[0]),
+                "processes_left": runs.figure("", lambda r: r[1]),
             }
     return common.finish("faults", args, figures, notes)
 

@@ -27,7 +27,7 @@ import time
 from collections.abc import Sequence
 from contextlib import suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import psutil
 
@@ -58,12 +58,8 @@ BASELINE_IDLE = textwrap.dedent(
 def parser() -> argparse.ArgumentParser:
     """The options of this benchmark."""
     p = common.base_parser("memory", "RSS of idle processes, the coordinator's growth.", workers=2)
-    p.add_argument(
-        "--steps", type=int, default=100_000, help="steps of the leak check, pool mode (100000)"
-    )
-    p.add_argument(
-        "--per-step-steps", type=int, default=40, help="steps of the leak check, per-step (40)"
-    )
+    p.add_argument("--steps", type=int, default=100_000, help="leak check steps, pool (100000)")
+    p.add_argument("--per-step-steps", type=int, default=40, help="the same, per-step (40)")
     return p
 
 
@@ -111,7 +107,21 @@ def stop(proc: psutil.Popen, *, kill: bool = False) -> None:
     proc.wait()
 
 
-def idle_mcpp(mode: ActorMode, workers: int, folder: Path) -> dict[str, Any]:
+class Idle(NamedTuple):
+    """The RSS (MiB) of an idle tree: its top process, the coordinator (mcpp's only: 0 for the
+    baseline), and the processes that run steps (actors, or the pool's workers)."""
+
+    parent: float
+    coordinator: float
+    children: list[float]
+
+    @property
+    def total(self) -> float:
+        """Every process of the tree."""
+        return self.parent + self.coordinator + sum(self.children)
+
+
+def idle_mcpp(mode: ActorMode, workers: int, folder: Path) -> Idle:
     """Start the CLI on ``workers`` sleeping steps; return the RSS of each process (MiB)."""
     tasks = [common.Task(f"s{i}", workloads.sleep, {"seconds": 600}) for i in range(workers)]
     path = common.write_workflow(folder / f"idle_{mode}.json", tasks, mode=mode, workers=workers)
@@ -128,18 +138,18 @@ def idle_mcpp(mode: ActorMode, workers: int, folder: Path) -> dict[str, Any]:
         wait_for(f"a tree of {workers} actors", complete)
         coordinator = proc.children()[0]
         actors = [mib(pid) for pid in actor_processes(coordinator)]
-        return {"supervisor": mib(proc.pid), "coordinator": mib(coordinator.pid), "actors": actors}
+        return Idle(mib(proc.pid), mib(coordinator.pid), actors)
     finally:
         stop(proc)
 
 
-def idle_baseline(workers: int) -> dict[str, Any]:
+def idle_baseline(workers: int) -> Idle:
     """Start a bare ProcessPoolExecutor of sleeping workers; return the RSS of each process."""
     cmd = [sys.executable, "-c", BASELINE_IDLE, str(workers), "600"]
     proc = psutil.Popen(cmd, stdout=subprocess.DEVNULL)
     try:
         wait_for(f"a pool of {workers} workers", lambda: len(proc.children()) >= workers)
-        return {"parent": mib(proc.pid), "workers": [mib(c.pid) for c in proc.children()]}
+        return Idle(mib(proc.pid), 0.0, [mib(c.pid) for c in proc.children()])
     finally:
         stop(proc, kill=True)
 
@@ -191,7 +201,7 @@ def leak_baseline(steps: int, workers: int) -> tuple[float, float]:
 
 
 def measure_mode(
-    args: argparse.Namespace, mode: ActorMode, folder: Path, idle_base: list[dict[str, Any]]
+    args: argparse.Namespace, mode: ActorMode, folder: Path, idle_base: list[Idle]
 ) -> Figures:
     """The idle figures and the leak check of ``mode``."""
     idle = [idle_mcpp(mode, args.workers, folder) for _ in range(args.repeat)]
@@ -199,26 +209,22 @@ def measure_mode(
     mine = [leak_mcpp(mode, steps, args.workers, args.timeout) for _ in range(args.repeat)]
     base = [leak_baseline(steps, args.workers) for _ in range(args.repeat)]
     target = TARGET if mode == "pool" else None
-    actors = [a for r in idle for a in r["actors"]]
-    totals = [r["supervisor"] + r["coordinator"] + sum(r["actors"]) for r in idle]
-    base_totals = [b["parent"] + sum(b["workers"]) for b in idle_base]
-    growth = [end - start for start, end in mine], [end - start for start, end in base]
+    idles, leaks = common.Runs(idle, idle_base), common.Runs(mine, base)
+    actors = [a for r in idle for a in r.children]
     return {
         "idle": {
-            "supervisor_mib": figure(
-                "MiB", [r["supervisor"] for r in idle], [b["parent"] for b in idle_base]
-            ),
-            "coordinator_mib": figure("MiB", [r["coordinator"] for r in idle], None),
-            "actor_mib": figure("MiB", actors, [w for b in idle_base for w in b["workers"]]),
-            "total_mib": figure("MiB", totals, base_totals),
+            "supervisor_mib": idles.figure("MiB", lambda r: r.parent),
+            "coordinator_mib": figure("MiB", [r.coordinator for r in idle], None),
+            "actor_mib": figure("MiB", actors, [w for b in idle_base for w in b.children]),
+            "total_mib": idles.figure("MiB", lambda r: r.total),
         },
         "leak": {
-            "rss_growth_mib": figure(
-                "MiB", *growth, target=target, steps=steps,
+            "rss_growth_mib": leaks.figure(
+                "MiB", lambda m: m[1] - m[0], target=target, steps=steps,
                 target_steps=TARGET_STEPS if target else None,
             ),
-            "rss_start_mib": figure("MiB", [m[0] for m in mine], [b[0] for b in base]),
-            "rss_end_mib": figure("MiB", [m[1] for m in mine], [b[1] for b in base]),
+            "rss_start_mib": leaks.figure("MiB", lambda m: m[0]),
+            "rss_end_mib": leaks.figure("MiB", lambda m: m[1]),
         },
     }  # fmt: skip
 

@@ -11,7 +11,6 @@ moving the payload once, free of the per-step overhead ``dispatch`` measures. Jo
 from __future__ import annotations
 
 import argparse
-import os
 from collections.abc import Sequence
 
 from mcpp.benchmarks import common, workloads
@@ -25,16 +24,9 @@ MIB = 1 << 20
 
 def parser() -> argparse.ArgumentParser:
     """The options of this benchmark."""
-    p = common.base_parser(
-        "payload", "Time to pass 1 MiB and 10 MiB results from step to step.",
-        workers=os.cpu_count() or 1,
-    )  # fmt: skip
-    p.add_argument(
-        "--sizes-mib",
-        type=common.comma_list(float),
-        default=[1.0, 10.0],
-        help="payload sizes in MiB, comma-separated (1,10)",
-    )
+    p = common.base_parser("payload", "Time to pass large results on.", workers=common.CPUS)
+    sizes = common.comma_list(float)
+    p.add_argument("--sizes-mib", type=sizes, default=[1.0, 10.0], help="payload MiB (1,10)")
     p.add_argument("--hops", type=int, default=3, help="step-to-step hops per chain (3)")
     return p
 

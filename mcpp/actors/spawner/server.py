@@ -27,17 +27,7 @@ from typing import Any, NoReturn
 
 import msgspec
 
-from mcpp.actors.spawner.wire import (
-    Exited,
-    Frames,
-    Ready,
-    Spawn,
-    Spawned,
-    SpawnFailed,
-    StartFailed,
-    frame,
-    valid_entry,
-)
+from mcpp.actors.spawner import wire
 from mcpp.errors import ProtocolError
 
 __all__ = ["PROTOCOL_ERROR_EXIT", "main", "run_child", "serve"]
@@ -60,7 +50,7 @@ def serve(fd: int, preload: Sequence[str]) -> int:
             importlib.import_module(name)
     except BaseException:
         with suppress(OSError):
-            sock.sendall(frame(StartFailed(traceback.format_exc())))
+            sock.sendall(wire.frame(wire.StartFailed(traceback.format_exc())))
         return 1
     wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
@@ -69,8 +59,8 @@ def serve(fd: int, preload: Sequence[str]) -> int:
     selector.register(sock, selectors.EVENT_READ)
     selector.register(wake_r, selectors.EVENT_READ)
     children: set[int] = set()
-    decoder = msgspec.msgpack.Decoder(Spawn)
-    frames = Frames()
+    decoder = msgspec.msgpack.Decoder(wire.Spawn)
+    frames = wire.Frames()
 
     def reap() -> None:
         while children:
@@ -81,7 +71,7 @@ def serve(fd: int, preload: Sequence[str]) -> int:
             if pid == 0:
                 return
             children.discard(pid)
-            sock.sendall(frame(Exited(pid, os.waitstatus_to_exitcode(status))))
+            sock.sendall(wire.frame(wire.Exited(pid, os.waitstatus_to_exitcode(status))))
 
     def in_child() -> None:
         signal.set_wakeup_fd(-1)
@@ -93,10 +83,10 @@ def serve(fd: int, preload: Sequence[str]) -> int:
         os.close(wake_r)
         os.close(wake_w)
 
-    def spawn(request: Spawn) -> None:
-        if not valid_entry(request.entry):
+    def spawn(request: wire.Spawn) -> None:
+        if not wire.valid_entry(request.entry):
             error = f"entry {request.entry!r} is not 'module:function'"
-            sock.sendall(frame(SpawnFailed(request.request_id, error)))
+            sock.sendall(wire.frame(wire.SpawnFailed(request.request_id, error)))
             return
         for stream in (sys.stdout, sys.stderr):
             with suppress(Exception):
@@ -104,15 +94,15 @@ def serve(fd: int, preload: Sequence[str]) -> int:
         try:
             pid = os.fork()
         except OSError as error:
-            sock.sendall(frame(SpawnFailed(request.request_id, f"fork failed: {error}")))
+            sock.sendall(wire.frame(wire.SpawnFailed(request.request_id, f"fork failed: {error}")))
             return
         if pid == 0:
             run_child(request.entry, request.payload, in_child)
         children.add(pid)
-        sock.sendall(frame(Spawned(request.request_id, pid)))
+        sock.sendall(wire.frame(wire.Spawned(request.request_id, pid)))
 
     try:
-        sock.sendall(frame(Ready(os.getpid())))
+        sock.sendall(wire.frame(wire.Ready(os.getpid())))
         while True:
             for key, _ in selector.select():
                 if key.fd == wake_r:
