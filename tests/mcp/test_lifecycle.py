@@ -3,6 +3,7 @@ and journalled as such (then resumable), or kept with ``--keep-runs``; never a p
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -18,6 +19,7 @@ from tests.mcp.client import (
     call_error,
     http_session,
     mcp_env,
+    server_argv,
     session,
     start_http,
     wait_status,
@@ -44,6 +46,9 @@ run = "tests.steps.mcp_steps:gate"
 args = {{ mark = "{mark}", gate = "{gate}" }}
 depends_on = ["first"]
 """
+
+
+INFO = {"name": "a test client", "version": "1"}
 
 
 def gated(world: World, name: str = "gated") -> tuple[Path, Path, Path]:
@@ -188,3 +193,81 @@ def test_cancel_refuses_a_run_the_server_did_not_start(world: World) -> None:
     run(main)
     os.kill(cli.pid, signal.SIGTERM)
     assert cli.wait(timeout=60) == 130
+
+
+class RawClient:
+    """``mcpp mcp`` over stdio with JSON-RPC lines written by hand: a client that can misbehave
+    (stop reading, keep stdin open) as the SDK's client never does."""
+
+    def __init__(self, world: World, *args: str) -> None:
+        with (world.workdir / "server.err").open("wb") as err:
+            self.proc = world.spawn(
+                server_argv(*args),
+                cwd=world.cwd,
+                env=mcp_env(world),
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=err,
+            )
+        self.ids = 0
+        self.request("initialize", {**HELLO, "clientInfo": INFO})
+        self.send({"method": "notifications/initialized"})
+
+    def send(self, message: dict[str, object]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps({"jsonrpc": "2.0", **message}).encode() + b"\n")
+        self.proc.stdin.flush()
+
+    def request(self, method: str, params: dict[str, object]) -> dict[str, object]:
+        """Send a request and read its reply (the server sends nothing else unasked here)."""
+        self.ids += 1
+        self.send({"id": self.ids, "method": method, "params": params})
+        assert self.proc.stdout is not None
+        reply: dict[str, object] = json.loads(self.proc.stdout.readline())
+        assert reply["id"] == self.ids, reply
+        return reply
+
+    def submit(self, file: str) -> str:
+        params = {"name": "workflow_submit", "arguments": {"file": file}}
+        result = self.request("tools/call", params)["result"]
+        return str(result["structuredContent"]["run_id"])  # type: ignore[index]
+
+
+HELLO = {"protocolVersion": "2025-06-18", "capabilities": {}}
+
+
+def test_a_client_that_stops_reading_ends_the_server_and_its_runs(world: World) -> None:
+    # A client that died without closing the server's stdin: nobody reads the wire any more.
+    flow, mark, _ = gated(world)
+    client = RawClient(world, "--root", str(flow.parent))
+    run_id = client.submit(flow.name)
+    step_pid = int(wait_for_file(mark, 60))
+    assert client.proc.stdout is not None and client.proc.stdin is not None
+    client.proc.stdout.close()
+    assert client.proc.wait(timeout=60) == 0
+    assert "the client went away" in (world.workdir / "server.err").read_text()
+    wait_for(lambda: gone(step_pid) and not descendants(), 30, "the run's processes gone")
+    assert journalled(world, run_id) == {
+        "run": "cancelled",
+        "first": "succeeded",
+        "wait": "cancelled",
+    }
+    client.proc.stdin.close()
+
+
+def test_sigterm_ends_a_stdio_server_whose_client_keeps_stdin_open(world: World) -> None:
+    flow, mark, _ = gated(world)
+    client = RawClient(world, "--root", str(flow.parent))
+    run_id = client.submit(flow.name)
+    step_pid = int(wait_for_file(mark, 60))
+    client.proc.send_signal(signal.SIGTERM)
+    assert client.proc.wait(timeout=60) == 0  # though the SDK's stdin reader still waits
+    wait_for(lambda: gone(step_pid) and not descendants(), 30, "the run's processes gone")
+    assert journalled(world, run_id) == {
+        "run": "cancelled",
+        "first": "succeeded",
+        "wait": "cancelled",
+    }
+    assert client.proc.stdin is not None and client.proc.stdout is not None
+    client.proc.stdin.close()
+    client.proc.stdout.close()
