@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from mcpp.errors import CycleError, MCPPError, ProtocolError, RunError, WorkflowError
+from mcpp.errors import CycleError, MCPPError, ProtocolError, RunError, RunFailed, WorkflowError
 
 if TYPE_CHECKING:
     from mcpp.supervisor.api import Workflow, load_workflow
@@ -45,6 +45,7 @@ __all__ = [
     "MCPPError",
     "ProtocolError",
     "RunError",
+    "RunFailed",
     "RunResult",
     "StepResult",
     "StepSpec",

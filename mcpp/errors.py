@@ -6,17 +6,30 @@ Every exception mcpp raises on purpose derives from :class:`MCPPError`::
      ├── WorkflowError (also ValueError)   a workflow or graph is invalid; nothing started
      │    └── CycleError                   the dependencies form a cycle
      ├── ProtocolError                     bytes between processes were not a valid message
-     └── RunError                          the runtime itself could not run (not a step failure)
+     ├── RunError                          the runtime itself could not run (not a step failure)
+     ├── RunFailed                         a run ended without every step succeeding, and the
+     │                                     caller asked for an exception (check=True)
+     └── RefusedError                      a server's policy refuses the request (mcpp mcp)
 
-A step that fails is *not* an exception of the caller: it is recorded in the run result
-(``result.steps[id].status == "failed"`` with its boxed error).
+A step that fails is *not* an exception of the caller unless asked: it is recorded in the run
+result (``result.steps[id].status == "failed"`` with its boxed error), and
+``result.raise_for_status()`` or ``wf.run(check=True)`` turn that into :class:`RunFailed`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
-__all__ = ["CycleError", "MCPPError", "ProtocolError", "RefusedError", "RunError", "WorkflowError"]
+__all__ = [
+    "CycleError",
+    "MCPPError",
+    "ProtocolError",
+    "RefusedError",
+    "RunError",
+    "RunFailed",
+    "WorkflowError",
+]
 
 
 class MCPPError(Exception):
@@ -91,6 +104,22 @@ class RunError(MCPPError):
 
     Step failures are not RunErrors: they are recorded in the run result.
     """
+
+
+class RunFailed(MCPPError):
+    """A run did not succeed (a step failed, timed out or was skipped, or the run was
+    cancelled), raised by ``RunResult.raise_for_status()`` and ``Workflow.run(check=True)``.
+
+    The message names the run, its status and every failed step with its error (``step
+    'transform' failed: ValueError: bad row``). ``result`` is the whole
+    :class:`~mcpp.supervisor.results.RunResult`; ``failed`` the ids of the steps that failed,
+    timed out or were cancelled, in definition order. Not raised for a run that succeeded.
+    """
+
+    def __init__(self, message: str, *, result: Any, failed: Sequence[str]) -> None:
+        super().__init__(message)
+        self.result = result
+        self.failed = tuple(failed)
 
 
 class RefusedError(MCPPError):

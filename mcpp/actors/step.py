@@ -29,22 +29,42 @@ __all__ = ["HEARTBEAT_INTERVAL", "run_start", "serve"]
 HEARTBEAT_INTERVAL = 1.0
 
 
-INTERNAL_PATHS = tuple(
-    os.path.dirname(path) + os.sep
-    for path in (trio.__file__, outcome.__file__, msgspec.__file__, __file__)
-    if path is not None
+_MCPP = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+INTERNAL_PATHS = (
+    *(
+        os.path.dirname(path) + os.sep
+        for path in (trio.__file__, outcome.__file__, msgspec.__file__)
+        if path is not None
+    ),
+    _MCPP,
+    "<frozen importlib.",
 )
+USER_PATHS = (os.path.join(_MCPP, "benchmarks") + os.sep,)  # mcpp's own steps, not runtime
+
+
+def _internal(filename: str) -> bool:
+    return filename.startswith(INTERNAL_PATHS) and not filename.startswith(USER_PATHS)
 
 
 def error_info(exc: BaseException) -> ErrorInfo:
     """Box ``exc``: its type name, message and the traceback of the user's frames.
 
-    Frames of mcpp's step runner, trio and outcome are left out: they are the same for every
-    step and hide the user's own.
+    Frames of mcpp's runtime (the step runner, the target loader, the API), trio, outcome and
+    importlib are left out, in the exception and in those it chains: they are the same for
+    every step and hide the user's own (the missing ``__main__`` guard reads as the user's
+    ``wf.run()`` line, then the fix).
     """
     summary = traceback.TracebackException.from_exception(exc)
-    frames = [f for f in summary.stack if not f.filename.startswith(INTERNAL_PATHS)]
-    summary.stack = traceback.StackSummary.from_list(frames)
+    seen: set[int] = set()
+    pending = [summary]
+    while pending:
+        part = pending.pop()
+        if id(part) in seen:
+            continue
+        seen.add(id(part))
+        frames = [f for f in part.stack if not _internal(f.filename)]
+        part.stack = traceback.StackSummary.from_list(frames)
+        pending += [e for e in (part.__cause__, part.__context__) if e is not None]
     return ErrorInfo(type=type(exc).__name__, message=str(exc), traceback="".join(summary.format()))
 
 

@@ -1,7 +1,8 @@
 """A persistent cache in one SQLite file, shared safely by threads and processes.
 
-The file is in WAL mode (readers do not block the writer), every connection waits up to
-``busy_timeout`` seconds for a lock instead of failing, and every operation that changes
+The file is set up by :mod:`mcpp.sqlitedb` (private 0600, WAL mode: readers do not block the
+writer; every connection waits up to ``busy_timeout`` seconds for a lock instead of failing),
+and every operation that changes
 anything (a ``get`` does: it updates read times, counts and counters) runs in one
 ``BEGIN IMMEDIATE`` transaction, so concurrent processes see each other's entries and the
 bounds and counters stay consistent. Counters are stored in the file, so they are shared by
@@ -30,6 +31,7 @@ from mcpp.cache.model import (
     check_bounds,
     check_ttl,
 )
+from mcpp.sqlitedb import SchemaError, open_database, transaction
 
 __all__ = ["SCHEMA_VERSION", "SQLiteCache"]
 
@@ -107,51 +109,23 @@ class SQLiteCache(CacheBackend):
         self._order = _EVICTION_ORDER[policy]
         self._lock = threading.Lock()
         self._closed = False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(
-            self.path, timeout=busy_timeout, isolation_level=None, check_same_thread=False
-        )
         try:
-            self._setup(busy_timeout)
-        except BaseException as exc:
-            self._db.close()
-            if isinstance(exc, sqlite3.DatabaseError) and not isinstance(
-                exc, sqlite3.OperationalError
-            ):
-                raise ValueError(f"{self.path}: not an mcpp cache: {exc}") from exc
-            raise
-
-    def _setup(self, busy_timeout: float) -> None:
-        self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-        with self._transaction():
-            version = self._db.execute("PRAGMA user_version").fetchone()[0]
-            if version not in (0, SCHEMA_VERSION):
-                raise ValueError(
-                    f"{self.path}: cache schema version {version} is not {SCHEMA_VERSION}"
-                )
-            for statement in _SCHEMA:
-                self._db.execute(statement)
-            self._db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        # WAL is a property of the file: only the first opener switches it, others see it set.
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = NORMAL")
-
-    @contextmanager
-    def _transaction(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+            self._db = open_database(
+                self.path, schema=_SCHEMA, version=SCHEMA_VERSION, busy_timeout=busy_timeout
+            )
+        except SchemaError as exc:
+            raise ValueError(f"{self.path}: not an mcpp cache: {exc}") from exc
+        except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):
+                raise
+            raise ValueError(f"{self.path}: not an mcpp cache: {exc}") from exc
 
     @contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             if self._closed:
                 raise ValueError("the cache is closed")
-            with self._transaction() as db:
+            with transaction(self._db) as db:
                 yield db
 
     def _count(self, db: sqlite3.Connection, counter: str, amount: int = 1) -> None:

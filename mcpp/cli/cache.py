@@ -10,16 +10,14 @@ prefix that names several entries).
 from __future__ import annotations
 
 import argparse
-import sqlite3
 import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import msgspec
-
-from mcpp.cache import CacheBackend, CacheEntry, CacheStats, default_path, open_cache
+if TYPE_CHECKING:  # imported where used: ``mcpp --help`` stays fast
+    from mcpp.cache import CacheBackend, CacheEntry, CacheStats
 
 __all__ = ["add_cache", "clear_command", "ls_command", "stats_command"]
 
@@ -51,6 +49,10 @@ def add_cache(commands: Any) -> None:
 
 def _with_cache(path: Path, action: Callable[[CacheBackend], int]) -> int:
     """Open the cache at ``path``, run ``action`` and return its exit code (1 if unusable)."""
+    import sqlite3
+
+    from mcpp.cache import open_cache
+
     try:
         with open_cache(path=path) as cache:
             return action(cache)
@@ -60,11 +62,15 @@ def _with_cache(path: Path, action: Callable[[CacheBackend], int]) -> int:
 
 
 def _write_json(document: dict[str, Any]) -> None:
+    import msgspec.json
+
     sys.stdout.buffer.write(msgspec.json.encode(document) + b"\n")
 
 
 def ls_command(args: argparse.Namespace) -> int:
     """Run ``cache ls``: one line (or JSON object) per live entry; return the exit code."""
+    from mcpp.cache import default_path
+
     path = default_path()
 
     def show(entries: list[CacheEntry]) -> int:
@@ -83,6 +89,10 @@ def ls_command(args: argparse.Namespace) -> int:
 
 def stats_command(args: argparse.Namespace) -> int:
     """Run ``cache stats``: entries, bytes and counters; return the exit code."""
+    import msgspec
+
+    from mcpp.cache import CacheStats, default_path
+
     path = default_path()
 
     def show(stats: CacheStats) -> int:
@@ -103,6 +113,8 @@ def stats_command(args: argparse.Namespace) -> int:
 def clear_command(args: argparse.Namespace) -> int:
     """Run ``cache clear``: remove every entry, or those of ``--step``, ``--pattern`` or
     ``--key``; print how many were removed and return the exit code."""
+    from mcpp.cache import default_path
+
     path = default_path()
 
     def report(removed: int) -> int:

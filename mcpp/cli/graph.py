@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mcpp.cli.templates import load_target
-from mcpp.dag import Graph, StepState, export
-from mcpp.supervisor.journal import Journal, JournalError
-from mcpp.supervisor.results import StepResult
-from mcpp.workflow.params import parse_param_texts
-from mcpp.workflow.spec import WorkflowSpec
+from mcpp.cli.templates import add_dir_option, load_target
+
+if TYPE_CHECKING:  # imported where used: ``mcpp --help`` stays fast
+    from mcpp.dag import StepState
+    from mcpp.supervisor.results import StepResult
+    from mcpp.workflow.spec import WorkflowSpec
 
 __all__ = ["FORMATS", "add_graph", "render", "step_states"]
 
@@ -43,15 +43,20 @@ def add_graph(commands: Any) -> None:
     graph.add_argument(
         "--param", action="append", default=[], metavar="K=V", help="set a parameter (FILE)"
     )
+    add_dir_option(graph)
 
 
 def step_states(steps: dict[str, StepResult]) -> dict[str, StepState]:
     """The run-result status of each step (one vocabulary: :class:`mcpp.status.StepState`)."""
+    from mcpp.status import StepState
+
     return {step_id: StepState(record.status) for step_id, record in steps.items()}
 
 
 def render(spec: WorkflowSpec, output: str, states: dict[str, StepState] | None = None) -> str:
     """Return the graph of ``spec`` in ``output`` (one of :data:`FORMATS`)."""
+    from mcpp.dag import Graph, export
+
     graph = Graph({step.id: step.depends_on for step in spec.steps})
     if output == "dot":
         return export.to_dot(graph, states, name=spec.name)
@@ -64,14 +69,21 @@ def render(spec: WorkflowSpec, output: str, states: dict[str, StepState] | None 
 
 def graph_command(args: argparse.Namespace) -> int:
     """Print the graph; 2 for an invalid workflow or an unknown run."""
+    from mcpp.home import RunIdError, mcpp_home
+    from mcpp.supervisor.journal import Journal, JournalError
+    from mcpp.workflow.params import parse_param_texts
+
     if args.run is None:
-        spec = load_target(args.file, parse_param_texts(args.param))
+        spec = load_target(args.file, parse_param_texts(args.param), folder=args.dir)
         states = None
     else:
         try:
-            with Journal.open() as journal:
-                run = journal.load(args.run)
-        except JournalError as exc:
+            journal = Journal.open_readonly()  # creates nothing
+            if journal is None:
+                raise JournalError(f"no run {args.run!r}: no journal in {mcpp_home().absolute()}")
+            with journal:
+                run = journal.load(journal.resolve(args.run))
+        except (JournalError, RunIdError) as exc:
             print(f"mcpp: {exc}", file=sys.stderr)
             return EXIT_USAGE
         spec, states = run.spec, step_states(run.result.steps)

@@ -7,36 +7,34 @@ workflow or usage; 130 interrupted (Ctrl-C, SIGTERM).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
+import os
 import sys
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import msgspec
-import trio
-from rich.console import Console
-
+# Only light modules here: ``mcpp --help`` and ``mcpp --version`` import nothing else (each
+# command imports what it needs when it runs).
 from mcpp.cli.cache import add_cache
-from mcpp.cli.events import open_event_hook
 from mcpp.cli.graph import add_graph
-from mcpp.cli.output import document_stdout
-from mcpp.cli.progress import Progress, summary
+from mcpp.cli.manage import add_cancel, add_runs
 from mcpp.cli.runs import add_resume, add_status
-from mcpp.cli.templates import add_templates, load_target
+from mcpp.cli.templates import add_dir_option, add_templates, load_target
 from mcpp.errors import MCPPError, WorkflowError
 from mcpp.mcp.command import add_mcp
 from mcpp.supervisor import signals as early
-from mcpp.supervisor.resume import run_journalled
-from mcpp.supervisor.run import run_spec
-from mcpp.workflow.loader import dump_plan
-from mcpp.workflow.params import parse_param_texts
-from mcpp.workflow.spec import WorkflowSpec, check_spec
 
-__all__ = ["EXIT_INTERRUPTED", "EXIT_USAGE", "main", "parser"]
+if TYPE_CHECKING:
+    from mcpp.supervisor.results import RunResult
+    from mcpp.workflow.spec import WorkflowSpec
+
+__all__ = ["EXIT_CLOSED_PIPE", "EXIT_INTERRUPTED", "EXIT_USAGE", "main", "parser"]
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+EXIT_CLOSED_PIPE = 141  # 128 + SIGPIPE: what a shell reports for `cat big | head -1`
 RUNS_WORKFLOWS = frozenset({"spawn", "resume"})
 
 
@@ -49,10 +47,28 @@ def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(
         prog="mcpp", description="Run workflows of steps as actor processes."
     )
+    top.add_argument("--version", action=VersionAction, help="print mcpp's version and exit")
     commands = top.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in COMMANDS:
         add(commands)
     return top
+
+
+class VersionAction(argparse.Action):
+    """``--version``: print ``mcpp X.Y.Z`` from the installed package's metadata and exit."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser: argparse.ArgumentParser, *args: Any, **kwargs: Any) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            text = version("mcpp")
+        except PackageNotFoundError:  # run from a source tree that is not installed
+            from mcpp import __version__ as text
+        print(f"mcpp {text}")
+        parser.exit()
 
 
 def add_spawn(commands: Any) -> None:
@@ -81,6 +97,7 @@ def add_spawn(commands: Any) -> None:
     spawn.add_argument(
         "--events", metavar="FILE", help="write every run event to FILE as JSON lines"
     )
+    add_dir_option(spawn)
     # For programs that start runs (the MCP server): the run id chosen in advance, and
     # parameters as one JSON object whose values keep their JSON types.
     spawn.add_argument("--run-id", type=run_id_arg, help=argparse.SUPPRESS)
@@ -102,6 +119,10 @@ def spawn_params(args: argparse.Namespace) -> dict[str, Any]:
 
     Raises WorkflowError when ``--params-json`` is not one JSON object.
     """
+    import msgspec
+
+    from mcpp.workflow.params import parse_param_texts
+
     params: dict[str, Any] = dict(parse_param_texts(args.param))
     if args.params_json is not None:
         try:
@@ -116,6 +137,10 @@ def spawn_params(args: argparse.Namespace) -> dict[str, Any]:
 
 def apply_options(spec: WorkflowSpec, args: argparse.Namespace) -> WorkflowSpec:
     """Apply command-line overrides to ``spec``; raise WorkflowError for invalid values."""
+    import msgspec
+
+    from mcpp.workflow.spec import check_spec
+
     changes: dict[str, object] = {}
     if args.max_concurrent is not None:
         if args.max_concurrent < 1:
@@ -133,40 +158,101 @@ def apply_options(spec: WorkflowSpec, args: argparse.Namespace) -> WorkflowSpec:
 
 
 def spawn_command(args: argparse.Namespace) -> int:
-    """Run ``spawn``; return the exit code."""
+    """Run ``spawn``; return the exit code.
+
+    The run id goes to standard error before anything starts (with the ``resume`` command,
+    for a journalled run), so a run killed with its output piped away still leaves it, and
+    again when the run is interrupted.
+    """
     try:
-        spec = load_target(args.file, spawn_params(args))
+        spec = load_target(args.file, spawn_params(args), folder=args.dir)
         spec = apply_options(spec, args)
     except WorkflowError as exc:
         print(f"mcpp: invalid workflow: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
     if args.dry_run:
+        from mcpp.workflow.loader import dump_plan
+
         print(dump_plan(spec))
         return 0
+    return run_workflow(spec, args)
+
+
+def run_workflow(spec: WorkflowSpec, args: argparse.Namespace) -> int:
+    """Run ``spec`` as ``spawn`` options say: progress, ``--events``, the journal, ``--json``."""
+    import trio
+
+    from mcpp.cli.events import open_event_hook, run_started_document
+    from mcpp.cli.output import document_stdout, stdout_console
+    from mcpp.cli.progress import Progress, summary
+    from mcpp.supervisor.resume import run_journalled
+    from mcpp.supervisor.run import new_run_id, run_spec
+
+    run_id = getattr(args, "run_id", None) or new_run_id()
+    journalled = not args.no_journal
+    if not args.quiet:
+        say(f"mcpp: run {run_id} of {spec.name!r}" + (resume_hint(run_id) if journalled else ""))
+    started = run_started_document(run_id, spec.name)
     with document_stdout(args.json) as out:
         with (
             Progress(quiet=args.quiet or args.json) as progress,
-            open_event_hook(args.events, progress.on_event) as on_event,
+            open_event_hook(args.events, progress.on_event, started=started) as on_event,
         ):
-            run = run_spec if args.no_journal else run_journalled
-            result = trio.run(partial(run, spec, run_id=args.run_id, on_event=on_event))
+            run = run_journalled if journalled else run_spec
+            result = trio.run(partial(run, spec, run_id=run_id, on_event=on_event))
+        report_interruption(result, journalled)
         if args.json:
             out.write(result.to_json() + b"\n")
             out.flush()
     if not args.json:
-        summary(result, Console())
+        summary(result, stdout_console())
     return result.exit_code
+
+
+def resume_hint(run_id: str) -> str:
+    """``; resume with: mcpp resume RUN_ID`` (for a journalled run)."""
+    return f"; resume with: mcpp resume {run_id}"
+
+
+def report_interruption(result: RunResult, journalled: bool) -> None:
+    """After Ctrl-C or SIGTERM: the run id (and the resume command) on standard error."""
+    if result.exit_code == EXIT_INTERRUPTED:
+        hint = resume_hint(result.run_id) if journalled else ""
+        say(f"mcpp: run {result.run_id} interrupted{hint}")
+
+
+def say(text: str) -> None:
+    """Print one line on standard error; a closed standard error is not an error."""
+    with contextlib.suppress(BrokenPipeError, ValueError):
+        print(text, file=sys.stderr, flush=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code.
 
     Text that cannot be encoded for the terminal (a file name of bytes that are not UTF-8) is
-    printed with backslash escapes rather than failing.
+    printed with backslash escapes rather than failing. Standard output closed by its reader
+    (``mcpp status | head -1``) ends the command quietly with :data:`EXIT_CLOSED_PIPE`, as a
+    Unix tool ends: no traceback (a run that was going still finishes and records its end
+    first, since its output comes last).
     """
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
+    try:
+        return command(argv)
+    except BrokenPipeError:
+        # Python would flush stdout again at exit and print the error: point it at /dev/null.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(devnull, stream.fileno())
+        os.close(devnull)
+        return EXIT_CLOSED_PIPE
+
+
+def command(argv: Sequence[str] | None) -> int:
+    """Parse ``argv`` and run its command; return the exit code (see :func:`main`)."""
     args = parser().parse_args(argv)
     if early.pending:  # interrupted before anything ran
         return EXIT_INTERRUPTED
@@ -178,6 +264,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         contain.become_subreaper()
     try:
         code: int = args.func(args)
+        sys.stdout.flush()  # a closed pipe shows here, inside the handler of main
     except WorkflowError as exc:
         print(f"mcpp: invalid workflow: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
@@ -198,6 +285,8 @@ COMMANDS: list[Callable[[Any], None]] = [
     add_spawn,
     add_status,
     add_resume,
+    add_cancel,
+    add_runs,
     add_cache,
     add_graph,
     add_templates,

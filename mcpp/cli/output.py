@@ -1,4 +1,5 @@
-"""Machine output: ``--json`` writes exactly one document on stdout, whatever the steps print."""
+"""Output: ``--json`` writes exactly one document on stdout, whatever the steps print; tables
+go through a rich console that reports a closed pipe as :class:`BrokenPipeError`."""
 
 from __future__ import annotations
 
@@ -6,9 +7,23 @@ import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
-__all__ = ["document_stdout"]
+__all__ = ["document_stdout", "stdout_console"]
+
+
+def stdout_console() -> Any:
+    """A rich ``Console`` on standard output whose closed pipe raises ``BrokenPipeError``, for
+    :func:`mcpp.cli.main.main` to end quietly (rich's own handling exits 1, which reads as a
+    failed run)."""
+    from rich.console import Console
+
+    class PipeConsole(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError
+
+    return PipeConsole()
 
 
 @contextmanager

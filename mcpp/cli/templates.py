@@ -11,19 +11,28 @@ import json
 import os
 import sys
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from mcpp.workflow.bounded import FORMATS
-from mcpp.workflow.loader import load_workflow_spec
-from mcpp.workflow.spec import WorkflowSpec
-from mcpp.workflow.templates import Template, TemplateRegistry, default_template_dir
+if TYPE_CHECKING:  # imported where used: ``mcpp --help`` stays fast
+    from mcpp.workflow.spec import WorkflowSpec
+    from mcpp.workflow.templates import Template, TemplateRegistry
 
-__all__ = ["add_templates", "load_target", "looks_like_file"]
+__all__ = ["add_dir_option", "add_templates", "load_target", "looks_like_file"]
+
+DIR_HELP = "template folder (default: $MCPP_TEMPLATES or ./templates)"
+
+
+def add_dir_option(command: argparse.ArgumentParser) -> None:
+    """Add ``--dir DIR``, the template folder, to ``command`` (``args.dir``, ``None`` if not
+    given)."""
+    command.add_argument("--dir", metavar="DIR", help=DIR_HELP)
 
 
 def looks_like_file(arg: str) -> bool:
     """True if ``arg`` names a workflow file rather than a template ``NAME[@VERSION]``: it
     exists, contains a path separator or ends with a workflow file suffix."""
+    from mcpp.workflow.bounded import FORMATS
+
     return (
         os.path.exists(arg)
         or os.sep in arg
@@ -38,6 +47,9 @@ def load_target(arg: str, params: Mapping[str, Any], *, folder: str | None = Non
     Raises :class:`~mcpp.errors.WorkflowError` for an invalid workflow, an unknown template
     or version (naming the folder), and invalid parameters.
     """
+    from mcpp.workflow.loader import load_workflow_spec
+    from mcpp.workflow.templates import TemplateRegistry, default_template_dir
+
     if looks_like_file(arg):
         return load_workflow_spec(arg, params)
     template = TemplateRegistry(folder or default_template_dir()).find(arg)
@@ -54,13 +66,13 @@ def add_templates(commands: Any) -> None:
     show.set_defaults(func=show_command)
     show.add_argument("ref", metavar="NAME[@VERSION]", help="the template (default: newest)")
     for command in (ls, show):
-        command.add_argument(
-            "--dir", metavar="DIR", help="template folder (default: $MCPP_TEMPLATES or ./templates)"
-        )
+        add_dir_option(command)
         command.add_argument("--json", action="store_true", help="print one JSON document")
 
 
 def _registry(args: argparse.Namespace) -> TemplateRegistry:
+    from mcpp.workflow.templates import TemplateRegistry, default_template_dir
+
     return TemplateRegistry(args.dir or default_template_dir())
 
 
@@ -83,6 +95,8 @@ def ls_command(args: argparse.Namespace) -> int:
 
 def show_command(args: argparse.Namespace) -> int:
     """Show one template; an unknown template or version is a usage error (exit 2)."""
+    from mcpp.workflow.params import plain_type
+
     template = _registry(args).find(args.ref)
     document = {
         **_row(template),
@@ -98,7 +112,7 @@ def show_command(args: argparse.Namespace) -> int:
         print(f"  {template.description}")
     print("params:" if template.params else "params: none")
     for name, spec in template.params.items():
-        facts: list[str] = [spec.type or "any (plain default)"]
+        facts: list[str] = [spec.type or f"{plain_type(spec.default)} (from its default)"]
         facts.append("required" if spec.required else f"default {spec.default!r}")
         if spec.choices:
             facts.append("one of " + ", ".join(map(repr, spec.choices)))

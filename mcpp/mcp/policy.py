@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Final
 
 from mcpp.errors import RefusedError
-from mcpp.workflow.bounded import FORMATS
 
 __all__ = ["DEFAULT_MAX_RUNS", "Policy", "looks_like_path", "parse_http"]
 
@@ -27,6 +26,8 @@ DEFAULT_MAX_RUNS: Final = 4
 
 def looks_like_path(target: str) -> bool:
     """True if ``target`` names a file (a separator or a workflow suffix), not a template."""
+    from mcpp.workflow.bounded import FORMATS  # msgspec and yaml: not for `mcpp --help`
+
     return "/" in target or os.sep in target or os.path.splitext(target)[1].lower() in FORMATS
 
 

@@ -170,15 +170,17 @@ class Workflow:
         on_event: EventHook | None = None,
         handle_signals: bool = False,
         journal: bool = False,
+        check: bool = False,
         **overrides: Any,
     ) -> RunResult:
-        """Run the workflow inside trio; return its RunResult.
+        """Run the workflow inside trio; return its RunResult. Prints nothing.
 
         ``overrides`` replace workflow options (``max_concurrent=2``, ``on_failure=
         "fail_fast"``). With ``journal`` the run is journalled in ``$MCPP_HOME`` or ``./.mcpp``
         (so ``mcpp status`` shows it and :func:`mcpp.resume` can finish it). Raises
-        WorkflowError for an invalid workflow and RunError if the actor tree fails or this is
-        called from a step process (the missing ``__main__`` guard).
+        WorkflowError for an invalid workflow, RunError if the actor tree fails or this is
+        called from a step process (the missing ``__main__`` guard), and, with ``check``,
+        :class:`~mcpp.errors.RunFailed` if the run did not succeed.
         """
         if _inside_actor():
             raise RunError(GUARD_HINT)
@@ -186,18 +188,54 @@ class Workflow:
         if journal:
             from mcpp.supervisor.resume import run_journalled
 
-            return await run_journalled(spec, on_event=on_event, handle_signals=handle_signals)
-        return await run_spec(spec, on_event=on_event, handle_signals=handle_signals)
+            result = await run_journalled(spec, on_event=on_event, handle_signals=handle_signals)
+        else:
+            result = await run_spec(spec, on_event=on_event, handle_signals=handle_signals)
+        if check:
+            result.raise_for_status()
+        return result
 
-    def run(self, **overrides: Any) -> RunResult:
+    def run(
+        self,
+        *,
+        progress: bool = True,
+        quiet: bool = False,
+        check: bool = False,
+        on_event: EventHook | None = None,
+        **overrides: Any,
+    ) -> RunResult:
         """Run the workflow to the end (blocking); return its RunResult.
+
+        While it runs, a live view of its steps is shown on standard error when that is a
+        terminal (never otherwise; ``progress=False`` turns it off). At the end one line goes
+        to standard error: the run's status, counts and each failed step's error
+        (:meth:`RunResult.summary_line`); ``quiet=True`` prints nothing at all. With ``check``
+        a run that did not succeed raises :class:`~mcpp.errors.RunFailed` naming the failed
+        steps (as ``result.raise_for_status()`` does). ``on_event`` is called with each event.
 
         Ctrl-C or SIGTERM cancel the run (the result says ``cancelled``). Raises like
         :meth:`run_async`.
         """
         if _inside_actor():
             raise RunError(GUARD_HINT)
-        return trio.run(partial(self.run_async, handle_signals=True, **overrides))
+        from mcpp.supervisor.progress import Progress
+
+        view = Progress(quiet=quiet or not progress, lines=False)
+
+        def hook(recorder: Any, event: Any) -> None:
+            view.on_event(recorder, event)
+            if on_event is not None:
+                on_event(recorder, event)
+
+        with view:
+            result = trio.run(
+                partial(self.run_async, handle_signals=True, on_event=hook, **overrides)
+            )
+        if not quiet:
+            view.say(f"mcpp: {result.summary_line()}")
+        if check:
+            result.raise_for_status()
+        return result
 
 
 def _inside_actor() -> bool:

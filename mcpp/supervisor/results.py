@@ -8,11 +8,13 @@ journal is the same document ``spawn --json`` printed.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from typing import Any, Literal
 
 import msgspec
 
 from mcpp import protocol
+from mcpp.errors import RunFailed
 from mcpp.protocol import (
     ErrorInfo,
     RunFinished,
@@ -29,22 +31,38 @@ __all__ = ["Attempt", "RunRecorder", "RunResult", "RunStatus", "StepResult", "St
 
 StepStatus = StepState  # the one vocabulary (mcpp.status); the JSON holds its values
 RunStatus = Literal["running", "succeeded", "failed", "cancelled", "interrupted"]
+SHOWN_FAILURES = 3
+MESSAGE_CHARS = 500
+
+
+def _one_line(text: str) -> str:
+    """``text`` on one line, cut to :data:`MESSAGE_CHARS` characters."""
+    text = " ".join(text.split())
+    return text if len(text) <= MESSAGE_CHARS else text[: MESSAGE_CHARS - 3] + "..."
 
 
 class Attempt(msgspec.Struct, kw_only=True):
-    """One finished attempt of a step: how it ended and, if another followed, the backoff."""
+    """One finished attempt of a step: how it ended and, if another followed, the backoff.
+
+    ``attempt`` counts over the run's sessions (a resume goes on from the earlier attempts);
+    ``session`` is 1 for the first run, 2 for its first resume, and so on.
+    """
 
     attempt: int
     status: StepStatus
     duration_s: float
     error_type: str | None = None
     retry_in_s: float | None = None
+    error_message: str | None = None
+    session: int = 1
 
 
 class StepResult(msgspec.Struct, kw_only=True):
     """One step's record. ``result`` is the decoded return value (None unless succeeded);
     ``history`` lists every finished attempt in order. ``ended_processes`` counts processes
-    the step's last attempt left running, which mcpp ended when the attempt was over."""
+    the step's last attempt left running, which mcpp ended when the attempt was over.
+    ``rerun_because`` says why a step that had succeeded ran again on a resume (its
+    definition or its function's code changed, or an upstream step ran again)."""
 
     status: StepStatus = StepState.PENDING
     attempts: int = 0
@@ -56,16 +74,22 @@ class StepResult(msgspec.Struct, kw_only=True):
     cached: bool = False
     ended_processes: int = 0
     history: list[Attempt] = []
+    rerun_because: str | None = None
 
 
 class RunResult(msgspec.Struct, kw_only=True):
-    """A run's result document (the JSON of ``spawn --json``)."""
+    """A run's result document (the JSON of ``spawn --json``).
+
+    ``duration_s`` is the total over the run's sessions; ``resumed_at`` holds the start of
+    each resume (ISO 8601, UTC), empty for a run that was never resumed.
+    """
 
     run_id: str
     workflow: str
     status: RunStatus
     duration_s: float
     steps: dict[str, StepResult]
+    resumed_at: list[str] = []
 
     @property
     def succeeded(self) -> bool:
@@ -75,6 +99,35 @@ class RunResult(msgspec.Struct, kw_only=True):
     def to_json(self) -> bytes:
         """Encode as JSON (the ``spawn --json`` document)."""
         return msgspec.json.encode(self)
+
+    def failures(self) -> dict[str, StepResult]:
+        """The steps that failed, timed out or were cancelled, in definition order (skipped
+        steps did not run: the failure upstream of them is listed instead)."""
+        bad = (StepState.FAILED, StepState.TIMED_OUT, StepState.CANCELLED)
+        return {step_id: r for step_id, r in self.steps.items() if r.status in bad}
+
+    def summary_line(self) -> str:
+        """One line: the workflow, run id, status, time, counts by status and, for each failed
+        step (at most three named), its error on one line, e.g. ``etl: run 0190... failed in
+        3.10 s (1 failed, 1 skipped, 2 succeeded); step 'transform' failed: ValueError: bad``."""
+        counts = Counter(str(r.status) for r in self.steps.values())
+        tally = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        line = f"{self.workflow}: run {self.run_id} {self.status} in {self.duration_s:.2f} s"
+        line += f" ({tally})" if tally else ""
+        failures = list(self.failures().items())
+        for step_id, record in failures[:SHOWN_FAILURES]:
+            line += f"; step {step_id!r} {record.status}"
+            if record.error is not None:
+                line += f": {_one_line(f'{record.error.type}: {record.error.message}')}"
+        if len(failures) > SHOWN_FAILURES:
+            line += f"; and {len(failures) - SHOWN_FAILURES} more"
+        return line
+
+    def raise_for_status(self) -> None:
+        """Raise :class:`~mcpp.errors.RunFailed` unless the run succeeded; its message is
+        :meth:`summary_line`, naming each failed step and its error."""
+        if self.status != "succeeded":
+            raise RunFailed(self.summary_line(), result=self, failed=list(self.failures()))
 
     @property
     def exit_code(self) -> int:
@@ -93,7 +146,16 @@ class RunRecorder:
     encoded results; they start out succeeded.
     """
 
-    __slots__ = ("finished", "raw_results", "run_id", "spec", "started", "status", "steps")
+    __slots__ = (
+        "finished",
+        "raw_results",
+        "run_id",
+        "session",
+        "spec",
+        "started",
+        "status",
+        "steps",
+    )
 
     def __init__(
         self, run_id: str, spec: WorkflowSpec, completed: dict[str, bytes] | None = None
@@ -105,6 +167,7 @@ class RunRecorder:
         self.status: RunStatus = "running"
         self.steps = {step.id: StepResult() for step in spec.steps}
         self.raw_results: dict[str, bytes] = {}
+        self.session = 1  # the supervisor session whose attempts are being recorded
         for step_id, raw in (completed or {}).items():
             record = self.steps[step_id]
             record.status = StepState.SUCCEEDED
@@ -135,6 +198,7 @@ class RunRecorder:
                             attempt=event.attempt,
                             status=StepState.SUCCEEDED,
                             duration_s=event.duration_s,
+                            session=self.session,
                         )
                     )
             case StepFailed():
@@ -153,6 +217,8 @@ class RunRecorder:
                         duration_s=event.duration_s,
                         error_type=event.error.type,
                         retry_in_s=event.retry_in_s,
+                        error_message=event.error.message,
+                        session=self.session,
                     )
                 )
             case StepSkipped():

@@ -1,51 +1,45 @@
-"""Journalled runs, ``resume`` and ``status``: the supervisor's side of
-:mod:`mcpp.supervisor.journal`.
+"""Journalled runs and ``resume``: the supervisor's side of :mod:`mcpp.supervisor.journal`.
 
 :func:`run_journalled` runs a spec like :func:`~mcpp.supervisor.run.run_spec` and records it in
 the journal (``spawn`` uses it). :func:`resume` / :func:`resume_async` finish a run that did not
-succeed: the steps that succeeded keep their journalled results and are not run again; every
-other step runs, fed the stored results of its upstream steps, under the same run id.
+succeed, under the same run id: every step that did not succeed runs; a step that succeeded
+keeps its journalled result and does not run again, unless it changed since
+(:mod:`mcpp.supervisor.changes` has the rules: a changed definition or function code re-runs
+the step and its dependents, and the resume says so).
 
-Resuming uses the spec stored in the journal. If the run's workflow file still exists it is
-loaded again with the run's parameters and compared; the resume is refused
-(:class:`~mcpp.errors.WorkflowError`) when the change is *incompatible*:
-
-* the step graph changed: a step was added or removed, or a step's ``depends_on`` changed;
-* a step's definition changed: its ``run`` target or its ``args`` (parameters substituted).
-
-Execution options (``timeout``, ``retries``, ``priority``, ``max_concurrent``, ``on_failure``...)
-may differ; the journalled values are used. A file that no longer loads is refused too; a file
-that no longer exists is not checked, nor is the file of a run that already succeeded (its
-resume returns the journalled result). Changes to the code of a step's module are not detected.
+Resuming loads the run's workflow file again, if it still exists, with the run's parameters:
+its steps are the ones that run (so a fix to a failed step's ``run``, ``args`` or options is
+taken). The workflow-level options (``max_concurrent``, ``on_failure``, ``actors``,
+``workers``) stay the journalled ones, which may have come from the command line. A file that
+no longer loads is refused (:class:`~mcpp.errors.WorkflowError`); a run whose file is gone, or
+a Python API run, resumes with its journalled spec (its functions' code is still checked).
 """
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from functools import partial
 from typing import Any
 
+import msgspec
 import trio
 
-from mcpp.errors import WorkflowError
+from mcpp.supervisor.changes import ResumePlan, function_hashes, plan_resume
 from mcpp.supervisor.journal import Journal, JournalError, JournalRun, JournalWriter, RunEnded
+from mcpp.supervisor.manage import apply_retention, keep_runs_setting
 from mcpp.supervisor.results import RunResult
 from mcpp.supervisor.run import EventHook, new_run_id, run_spec
 from mcpp.workflow.loader import load_workflow_spec
 from mcpp.workflow.spec import WorkflowSpec
 
-__all__ = [
-    "DEFINITION_FIELDS",
-    "check_compatible",
-    "resume",
-    "resume_async",
-    "run_journalled",
-]
+__all__ = ["resume", "resume_async", "run_journalled"]
 
-DEFINITION_FIELDS = ("run", "args")
+Announce = Callable[[str], None]
+RUN_OPTIONS = ("max_concurrent", "on_failure", "actors", "workers")
+"""Workflow-level options a resume keeps from the journal (they may come from the CLI)."""
 
 
 async def _run_session(
@@ -77,10 +71,12 @@ async def _run_session(
             )
             nursery.cancel_scope.cancel()
     except BaseException:
-        with suppress(JournalError):  # keep what was seen; the run then reads as interrupted
-            writer.close()
+        # Keep what was seen (the run then reads as interrupted), even while cancelled.
+        with suppress(JournalError), trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(writer.close)
         raise
-    writer.close(RunEnded(status=result.status, duration_s=result.duration_s))
+    final = RunEnded(status=result.status, duration_s=result.duration_s)
+    await trio.to_thread.run_sync(writer.close, final)
     return result
 
 
@@ -94,12 +90,19 @@ async def run_journalled(
 ) -> RunResult:
     """Run ``spec`` (as :func:`~mcpp.supervisor.run.run_spec`) and journal it in ``home``.
 
-    The run row and spec are committed before any actor starts; events follow in batches.
-    Raises JournalError if the journal cannot be written, and whatever run_spec raises.
+    The run row, spec and the hashes of its steps' functions are committed before any actor
+    starts; events follow in batches. With ``MCPP_KEEP_RUNS=N`` set, the runs beyond the N
+    newest (this one included) that are not running are removed first
+    (:func:`~mcpp.supervisor.manage.apply_retention`). Raises JournalError if the journal
+    cannot be written or ``MCPP_KEEP_RUNS`` is not a whole number >= 1, and whatever run_spec
+    raises.
     """
+    keep = keep_runs_setting()
     run_id = run_id or new_run_id()
     with Journal.open(home) as journal:
-        journal.begin_run(run_id, spec, source=spec.source)
+        journal.begin_run(run_id, spec, source=spec.source, functions=function_hashes(spec))
+        if keep is not None:
+            apply_retention(journal, keep)
         return await _run_session(
             journal,
             spec,
@@ -110,25 +113,19 @@ async def run_journalled(
         )
 
 
-def check_compatible(journalled: WorkflowSpec, current: WorkflowSpec, *, run_id: str) -> None:
-    """Raise WorkflowError if ``current`` (the file now) differs incompatibly from the run's spec.
+def _current_spec(run: JournalRun) -> WorkflowSpec:
+    """The run's workflow as it is now: its file loaded again, with the journal's options."""
+    if run.source is None or not os.path.exists(run.source):
+        return run.spec
+    current = load_workflow_spec(run.source, run.spec.params)
+    kept = {name: getattr(run.spec, name) for name in RUN_OPTIONS}
+    return msgspec.structs.replace(current, **kept)
 
-    Incompatible: a step added or removed, a changed ``depends_on``, or a changed field of
-    :data:`DEFINITION_FIELDS` (see the module docstring). The message names the step and field.
-    """
-    hint = f"the workflow changed since run {run_id} started; start a new run with spawn"
-    old = {step.id: step for step in journalled.steps}
-    new = {step.id: step for step in current.steps}
-    if added := sorted(new.keys() - old.keys()):
-        raise WorkflowError(f"step(s) added: {', '.join(added)} ({hint})", field="steps")
-    if removed := sorted(old.keys() - new.keys()):
-        raise WorkflowError(f"step(s) removed: {', '.join(removed)} ({hint})", field="steps")
-    for step_id, step in old.items():
-        if sorted(step.depends_on) != sorted(new[step_id].depends_on):
-            raise WorkflowError(f"dependencies changed ({hint})", step=step_id, field="depends_on")
-        for field in DEFINITION_FIELDS:
-            if getattr(step, field) != getattr(new[step_id], field):
-                raise WorkflowError(f"definition changed ({hint})", step=step_id, field=field)
+
+def _plan(run: JournalRun, current: WorkflowSpec) -> tuple[ResumePlan, dict[str, str]]:
+    functions = function_hashes(current)
+    plan = plan_resume(run.spec, current, set(run.completed), run.functions, functions)
+    return plan, functions
 
 
 async def resume_async(
@@ -137,50 +134,49 @@ async def resume_async(
     home: str | os.PathLike[str] | None = None,
     on_event: EventHook | None = None,
     handle_signals: bool = False,
+    announce: Announce | None = None,
 ) -> RunResult:
     """Finish run ``run_id`` from the journal; return its whole result document.
 
-    Steps that succeeded are not run again (their stored results feed their dependents); all
-    others run. A run that already succeeded is returned as is, running nothing. The result has
-    the same run id and every step of the run. Raises JournalError for an unknown run or one
-    whose supervisor still runs, WorkflowError when its workflow file changed incompatibly or no
-    longer loads (the file, step and field are named), and whatever run_spec raises.
+    ``run_id`` may be a unique prefix or ``last``. Steps that succeeded and did not change are
+    not run again (their stored results feed their dependents); all others run. ``announce``
+    gets one line per succeeded step that runs again (and per step added or dropped), before
+    anything runs; the document's ``rerun_because`` says it too. A run that succeeded and did
+    not change is returned as is, running nothing. The result is the journal's document: the
+    same run id, every step, the attempts of every session, ``resumed_at``, the total
+    ``duration_s``. Raises RunIdError for an id that names no run or several, JournalError for
+    a run whose supervisor still runs, WorkflowError when its workflow file no longer loads
+    (the file, step and field are named), and whatever run_spec raises.
     """
     with Journal.open(home) as journal:
-        run = _prepare_resume(journal, run_id)
-        if run.result.status == "succeeded" or len(run.completed) == len(run.spec.steps):
+        run_id = journal.resolve(run_id)
+        run = await trio.to_thread.run_sync(journal.load, run_id)  # large results: files
+        if run.running_pid is not None:
+            raise JournalError(f"run {run_id} is still running (supervisor pid {run.running_pid})")
+        current = _current_spec(run)
+        plan, functions = _plan(run, current)
+        for line in plan.notices():
+            if announce is not None:
+                announce(line)
+        unchanged = not (plan.rerun or plan.added or plan.dropped)
+        if run.result.status == "succeeded" and unchanged:
             return run.result
-        result = await _run_session(
-            journal,
-            run.spec,
-            run_id,
-            completed=run.completed,
-            on_event=on_event,
-            handle_signals=handle_signals,
+        journal.begin_resume(
+            run_id, plan.reused, spec=current, functions=functions, rerun=plan.rerun
         )
-    for step_id in run.completed:
-        result.steps[step_id] = run.result.steps[step_id]
-    return result
-
-
-def _prepare_resume(journal: Journal, run_id: str) -> JournalRun:
-    """Load ``run_id``, check it may resume, and begin its new session (unless it succeeded).
-
-    A run whose steps all succeeded but which did not end gets a session that ends at once.
-    """
-    run = journal.load(run_id)
-    if run.running_pid is not None:
-        raise JournalError(f"run {run_id} is still running (supervisor pid {run.running_pid})")
-    if run.result.status == "succeeded":
-        return run
-    if run.source is not None and os.path.exists(run.source):
-        current = load_workflow_spec(run.source, run.spec.params)
-        check_compatible(run.spec, current, run_id=run_id)
-    journal.begin_resume(run_id, run.completed)
-    if len(run.completed) == len(run.spec.steps):
-        journal.append(run_id, [(time.time(), RunEnded(status="succeeded", duration_s=0.0))])
-        return journal.load(run_id)
-    return run
+        if len(plan.reused) == len(current.steps):  # nothing left to run
+            journal.append(run_id, [(time.time(), RunEnded(status="succeeded", duration_s=0.0))])
+        else:
+            await _run_session(
+                journal,
+                current,
+                run_id,
+                completed={step: run.completed[step] for step in plan.reused},
+                on_event=on_event,
+                handle_signals=handle_signals,
+            )
+        finished = await trio.to_thread.run_sync(journal.load, run_id)
+        return finished.result
 
 
 def resume(run_id: str, *, home: str | os.PathLike[str] | None = None) -> RunResult:

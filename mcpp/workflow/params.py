@@ -2,8 +2,8 @@
 
 A workflow file's ``[params]`` table maps each parameter name to either
 
-* a plain default (``rows = 1000``): the override must have the default's type when that is a
-  bool, int or float (an int is accepted for a float); any value is accepted otherwise; or
+* a plain default (``rows = 1000``): the override must have the default's type: a bool, int,
+  float (an int is accepted and becomes a float), string, array or table; or
 * a declaration, a table with a ``type`` key::
 
       [params.rows]
@@ -25,12 +25,14 @@ A workflow file's ``[params]`` table maps each parameter name to either
   backreferences or lookaround, and its ``\\d``, ``\\w``, ``\\s`` are ASCII only. A pattern has
   at most :data:`~mcpp.workflow.limits.MAX_PATTERN_CHARS` characters.
 
-Values given on a command line are :class:`ParamText`: text that a declared type parses (a
-``string`` keeps the text as is, so ``--param tag=1.10`` stays ``"1.10"``); other values are
-parsed as a JSON or TOML value when they are one. Every value, given or parsed, must stay within
-:mod:`mcpp.workflow.limits` (nesting, size, 64-bit integers, valid Unicode). Errors are
-:class:`~mcpp.errors.WorkflowError` with ``field="params.NAME"`` for a typed parameter and
-``field="params"`` for a plain default or an unknown name (as before typed parameters).
+Values given on a command line are :class:`ParamText`: text that the declared type, or the
+type of the plain default, parses: a string keeps the text as is (``--param tag=1.10`` stays
+``"1.10"``, ``--param out=2024`` stays ``"2024"``, ``true`` and ``null`` stay text); other values
+are parsed as a JSON or TOML value when they are one, then checked against the type. Every
+value, given or parsed, must stay within :mod:`mcpp.workflow.limits` (nesting, size, 64-bit
+integers, valid Unicode). Errors are :class:`~mcpp.errors.WorkflowError` with
+``field="params.NAME"`` for a typed parameter and ``field="params"`` for a plain default or an
+unknown name (as before typed parameters).
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ __all__ = [
     "declare_params",
     "parse_param_texts",
     "parse_value",
+    "plain_type",
     "resolve_params",
 ]
 
@@ -281,7 +284,10 @@ def _coerce(name: str, spec: ParamSpec, value: Any) -> Any:
     field = "params" if spec.type is None else f"params.{name}"
     try:
         if isinstance(value, ParamText):
-            value = str(value) if spec.type == "string" else parse_value(value)
+            keeps_text = spec.type == "string" or (
+                spec.type is None and isinstance(spec.default, str)
+            )
+            value = str(value) if keeps_text else parse_value(value)
         check_value(value)
     except WorkflowError as exc:
         raise WorkflowError(f"parameter {name!r}: {exc.reason}", field=field) from None
@@ -346,8 +352,26 @@ def _check(name: str, spec: ParamSpec, value: Any) -> Any:
     return value
 
 
+def plain_type(default: Any) -> str:
+    """The type a plain default gives its parameter, in declaration terms (``integer``,
+    ``number``, ``boolean``, ``string``, ``array``, ``object``), or ``any`` for ``None``."""
+    for kind, types in (
+        ("boolean", bool),
+        ("integer", int),
+        ("number", float),
+        ("string", str),
+        ("array", list | tuple),
+        ("object", dict),
+    ):
+        if isinstance(default, types):
+            return kind
+    return "any"
+
+
 def _legacy(name: str, default: Any, value: Any) -> Any:
-    """A plain default's rule: a bool, int or float default fixes the override's type."""
+    """A plain default's rule: the default's type (bool, int, float, str, array, table) fixes
+    the override's; an int is accepted for a float. ``None`` (only from the Python API) takes
+    any value."""
     if isinstance(default, bool):
         ok, kind = isinstance(value, bool), "a bool"
     elif isinstance(default, int):
@@ -355,11 +379,19 @@ def _legacy(name: str, default: Any, value: Any) -> Any:
     elif isinstance(default, float):
         ok, kind = isinstance(value, int | float) and not isinstance(value, bool), "a number"
         value = float(value) if ok else value
+    elif isinstance(default, str):
+        ok, kind = isinstance(value, str), "a string"
+    elif isinstance(default, list | tuple):
+        ok, kind = isinstance(value, list | tuple), "an array"
+        value = list(value) if ok else value
+    elif isinstance(default, dict):
+        ok, kind = isinstance(value, dict), "a table"
     else:
         ok, kind = True, ""
     if not ok:
         raise WorkflowError(
-            f"parameter {name!r} must be {kind} (its default is {default!r}), got {_short(value)}",
+            f"parameter {name!r} must be {kind} (its default is {_short(default)}), "
+            f"got {_short(value)}",
             field="params",
         )
     return value

@@ -8,8 +8,9 @@ from pathlib import Path
 from typing import Any
 
 
-def record(name: str, log_dir: str, delay: float = 0.0, **upstream: Any) -> int:
+def record(name: str, log_dir: str, delay: float = 0.0, note: str = "", **upstream: Any) -> int:
     """Append this process's pid to ``log_dir/name`` (one line per execution), sleep ``delay``.
+    ``note`` is ignored (a test changes it to change the step's definition).
 
     Returns 1 plus the sum of the upstream results, so a wrong or missing stored result shows.
     """

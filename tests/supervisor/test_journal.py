@@ -23,11 +23,14 @@ import trio
 
 from mcpp import protocol
 from mcpp.cli.main import main as cli_main
-from mcpp.errors import WorkflowError
 from mcpp.protocol import ErrorInfo, StepFailed, StepSkipped, StepStarted, StepSucceeded
+from mcpp.supervisor.blobs import BLOB_THRESHOLD
+from mcpp.supervisor.changes import plan_resume
 from mcpp.supervisor.journal import Journal, JournalError, JournalWriter, RunEnded, journal_path
-from mcpp.supervisor.resume import check_compatible, resume
+from mcpp.supervisor.manage import parse_age
+from mcpp.supervisor.resume import resume
 from mcpp.workflow.spec import StepSpec, WorkflowSpec
+from tests.runs_cli import journal_rows
 
 ROOT = Path(__file__).resolve().parents[2]
 STEPS = "tests.steps.journal_steps"
@@ -226,34 +229,43 @@ def test_a_writer_killed_at_random_points_leaves_a_consistent_journal(tmp_path: 
 # --- compatibility -----------------------------------------------------------------------------
 
 
-def test_compatible_changes_are_execution_options_only() -> None:
-    spec = make_spec(("a", ()), ("b", ("a",)))
+def test_a_resume_reuses_only_unchanged_succeeded_steps_with_unchanged_upstream() -> None:
+    spec = make_spec(("a", ()), ("b", ("a",)), ("c", ("b",)), ("d", ()))
+    hashes = {s.id: f"h-{s.id}" for s in spec.steps}
+    done = {"a", "b", "c", "d"}
+    same = plan_resume(spec, spec, done, hashes, hashes)
+    assert (same.reused, same.rerun, same.notices()) == (["a", "b", "c", "d"], {}, [])
     slower = msgspec.structs.replace(
         spec,
         max_concurrent=1,
         steps=tuple(msgspec.structs.replace(s, timeout=9.0, retries=3) for s in spec.steps),
     )
-    check_compatible(spec, slower, run_id="r")
-    cases: list[tuple[WorkflowSpec, str]] = [
-        (make_spec(("a", ()), ("b", ("a",)), ("c", ())), "added: c"),
-        (make_spec(("a", ())), "removed: b"),
-        (make_spec(("a", ()), ("b", ())), " 'depends_on'"),
-        (
-            msgspec.structs.replace(
-                spec, steps=(msgspec.structs.replace(spec.steps[0], args={"x": 1}), spec.steps[1])
-            ),
-            "step 'a', field 'args'",
-        ),
-        (
-            msgspec.structs.replace(
-                spec, steps=(spec.steps[0], msgspec.structs.replace(spec.steps[1], run="m:g"))
-            ),
-            "step 'b', field 'run'",
-        ),
-    ]
-    for changed, message in cases:
-        with pytest.raises(WorkflowError, match=message):
-            check_compatible(spec, changed, run_id="r")
+    assert plan_resume(spec, slower, done, hashes, hashes).rerun == {}  # options are free
+    failed = {"a", "d"}  # b failed, c was skipped: they run, whatever changed in them
+    b_fixed = msgspec.structs.replace(spec.steps[1], args={"fixed": True}, run="m:g")
+    fixed = msgspec.structs.replace(spec, steps=(spec.steps[0], b_fixed, *spec.steps[2:]))
+    plan = plan_resume(spec, fixed, failed, hashes, hashes)
+    assert (plan.reused, plan.rerun) == (["a", "d"], {})
+    a_args = msgspec.structs.replace(spec.steps[0], args={"x": 1})
+    edited = msgspec.structs.replace(spec, steps=(a_args, *spec.steps[1:]))
+    plan = plan_resume(spec, edited, done, hashes, hashes)
+    assert plan.reused == ["d"]
+    assert plan.rerun == {
+        "a": "its definition changed (args)",
+        "b": "upstream step 'a' runs again",
+        "c": "upstream step 'b' runs again",
+    }
+    plan = plan_resume(spec, spec, done, hashes, {**hashes, "b": "new"})
+    assert plan.reused == ["a", "d"] and plan.rerun["b"].startswith("its function's code changed")
+    assert plan.notices()[0].startswith("step 'b' runs again: its function's code changed")
+    plan = plan_resume(spec, spec, done, {}, hashes)  # a journal without function hashes
+    assert plan.reused == [] and "no record" in plan.rerun["a"]
+    # Shape: d removed (dropped), e added (runs), c now also after e (runs again).
+    reshaped = make_spec(("a", ()), ("b", ("a",)), ("e", ()), ("c", ("b", "e")))
+    plan = plan_resume(spec, reshaped, done, hashes, {**hashes, "e": "h-e"})
+    assert (plan.reused, plan.added, plan.dropped) == (["a", "b"], ["e"], ["d"])
+    assert plan.rerun == {"c": "its definition changed (depends_on)"}
+    assert "step 'd' was removed from the workflow: its result is dropped" in plan.notices()
 
 
 # --- real runs through the CLI -------------------------------------------------------------------
@@ -322,19 +334,6 @@ def executions(log_dir: Path) -> dict[str, int]:
     return {p.name: len(p.read_text().splitlines()) for p in log_dir.iterdir()}
 
 
-def journal_query(home: Path, sql: str) -> list[Any]:
-    path = home / "journal.db"
-    if not path.exists():
-        return []
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    try:
-        return db.execute(sql).fetchall()
-    except sqlite3.OperationalError:  # the tables do not exist yet
-        return []
-    finally:
-        db.close()
-
-
 def processes_of(home: Path) -> list[psutil.Process]:
     """Living processes (this user's) whose environment names ``home`` as MCPP_HOME."""
     found = []
@@ -377,8 +376,8 @@ def test_a_killed_supervisor_leaves_no_process_and_resume_runs_only_the_rest(
     succeeded_sql = "SELECT step FROM events WHERE kind = 'step_succeeded'"
     wait_for(
         lambda: (
-            len(journal_query(home, succeeded_sql)) >= kill_after
-            and bool(journal_query(home, "SELECT run_id FROM runs"))
+            len(journal_rows(home, succeeded_sql)) >= kill_after
+            and bool(journal_rows(home, "SELECT run_id FROM runs"))
         ),
         30,
         f"{kill_after} steps to succeed",
@@ -394,8 +393,8 @@ def test_a_killed_supervisor_leaves_no_process_and_resume_runs_only_the_rest(
     # The journal opens, and lists the run as interrupted.
     with Journal(home / "journal.db") as journal:
         assert journal.db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    [(run_id,)] = journal_query(home, "SELECT run_id FROM runs")
-    done_before = {step for (step,) in journal_query(home, succeeded_sql)}
+    [(run_id,)] = journal_rows(home, "SELECT run_id FROM runs")
+    done_before = {step for (step,) in journal_rows(home, succeeded_sql)}
     counts_before = executions(logs)
     code, listing = status(home)
     assert code == 0 and [(r["run_id"], r["status"]) for r in listing["runs"]] == [
@@ -442,7 +441,7 @@ def test_status_shows_a_finished_run_as_spawn_printed_it_and_resume_is_a_no_op(
     assert code == 2 and "no run 'no-such-run'" in err
 
 
-def test_a_failed_run_resumes_after_a_fix_and_an_incompatible_change_is_refused(
+def test_a_failed_run_resumes_after_a_fix_and_a_changed_succeeded_step_runs_again(
     tmp_path: Path, no_leftovers: None
 ) -> None:
     home, logs = tmp_path / "home", tmp_path / "logs"
@@ -473,17 +472,98 @@ def test_a_failed_run_resumes_after_a_fix_and_an_incompatible_change_is_refused(
     listing = status(home)[1]["runs"]
     assert [(r["run_id"], r["status"]) for r in listing] == [(run_id, "failed")]
 
-    write(extra_arg=', note = "v2"')  # a completed step's definition changed
-    code, _, err = in_process(home, "resume", run_id, "--json")
-    assert code == 2
-    assert "step 'a', field 'args'" in err and "start a new run with spawn" in err
-    assert executions(logs) == {"a": 2, "b": 2}
+    write(extra_arg=', note = "v2"')  # a succeeded step's definition changed: it runs again
+    code, again, err = run_cli(home, "resume", run_id, "--json")
+    assert code == 1
+    assert "step 'a' runs again: its definition changed (args)" in err
+    assert again["steps"]["a"]["rerun_because"] == "its definition changed (args)"
+    assert executions(logs) == {"a": 3, "b": 3}, json.dumps(again, indent=1)
 
-    write()
-    flag.unlink()
-    code, resumed, err = run_cli(home, "resume", run_id, "--json")
+    flag.unlink()  # the fix; a is unchanged since the last resume: it is reused
+    code, resumed, err = run_cli(home, "resume", run_id[:10], "--json")  # a unique prefix
     assert code == 0, err
+    assert "runs again" not in err
     assert resumed["run_id"] == run_id
     assert {s: r["result"] for s, r in resumed["steps"].items()} == {"a": 1, "b": 2, "c": 3}
-    assert executions(logs) == {"a": 2, "b": 3, "c": 1}
+    assert executions(logs) == {"a": 3, "b": 4, "c": 1}
+    assert len(resumed["resumed_at"]) == 2
     assert status(home, run_id) == (0, resumed)
+
+
+# --- large results, read-only opening, the older schema ---------------------------------------
+
+
+def test_a_large_result_is_a_verified_file_and_a_small_one_stays_in_its_row(
+    tmp_path: Path,
+) -> None:
+    spec = make_spec(("a", ()), ("b", ()))
+    large = b"y" * (BLOB_THRESHOLD + 1)
+    with Journal(tmp_path / "j.db") as journal:
+        journal.begin_run("r1", spec)
+        journal.append("r1", [(now(), ok("a", large)), (now(), ok("b", b"small"))])
+        assert journal.load("r1").completed["a"] == msgspec.msgpack.encode(large)
+    [blob] = list((tmp_path / "runs" / "r1" / "results").iterdir())
+    with sqlite3.connect(tmp_path / "j.db") as db:
+        rows = db.execute("SELECT step, blob, length(data) FROM events WHERE blob IS NOT NULL")
+        [(step, digest, size)] = rows.fetchall()
+    db.close()
+    assert (step, digest) == ("a", blob.name) and size < 200
+    blob.write_bytes(blob.read_bytes()[:-1] + b"z")
+    with Journal(tmp_path / "j.db") as journal:
+        with pytest.raises(JournalError, match="does not match its hash"):
+            journal.load("r1")
+        blob.unlink()
+        with pytest.raises(JournalError, match="cannot be read"):
+            journal.load("r1")
+        with pytest.raises(JournalError, match="r1 is still running: stop it first"):
+            journal.delete(["r1"])  # this process is its supervisor
+        journal.append("r1", [(now(), RunEnded(status="failed", duration_s=1.0))])
+        assert journal.delete(["r1"]) == ["r1"]
+    assert not (tmp_path / "runs" / "r1").exists()
+
+
+def test_a_read_only_journal_creates_nothing_and_refuses_writes(tmp_path: Path) -> None:
+    assert Journal.open_readonly(tmp_path / "home") is None
+    assert not (tmp_path / "home").exists()
+    with Journal.open(tmp_path / "home") as journal:
+        journal.begin_run("r1", make_spec(("a", ())))
+    reader = Journal.open_readonly(tmp_path / "home")
+    assert reader is not None
+    with reader, pytest.raises(sqlite3.OperationalError, match="readonly"):
+        assert [r.run_id for r in reader.runs()] == ["r1"]
+        assert not hasattr(reader, "append")
+        reader.db.execute("DELETE FROM runs")
+
+
+def test_a_journal_of_the_first_schema_is_migrated(tmp_path: Path) -> None:
+    path = tmp_path / "journal.db"
+    with Journal(path) as journal:
+        journal.begin_run("r1", make_spec(("a", ())))
+        journal.append("r1", [(now(), ok("a", 1))])
+    with sqlite3.connect(path) as db:  # back to version 1: no blob column
+        db.execute("ALTER TABLE events DROP COLUMN blob")
+        db.execute("PRAGMA user_version = 1")
+    db.close()
+    reader = Journal.open_readonly(path.parent)
+    assert reader is not None
+    with reader:
+        assert reader.load("r1").completed == {"a": msgspec.msgpack.encode(1)}
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (2,)
+    db.close()
+
+
+def test_prune_by_age_and_by_count_skips_running_runs(tmp_path: Path) -> None:
+    spec = make_spec(("a", ()))
+    with Journal(tmp_path / "j.db") as journal:
+        for run_id in ("r1", "r2", "r3"):
+            journal.begin_run(run_id, spec)
+            if run_id != "r3":  # r3's supervisor (this process) still runs it
+                journal.append(run_id, [(now(), RunEnded(status="succeeded", duration_s=0.1))])
+        assert journal.prune(older_than=3600) == []
+        assert journal.prune(keep=2) == ["r1"]
+        assert journal.prune(older_than=60, now=time.time() + 120) == ["r2"]
+        assert [r for r, _ in journal.run_ids()] == ["r3"]
+    assert parse_age("7d") == 7 * 86400 and parse_age("90") == 90.0 and parse_age("1.5h") == 5400
+    with pytest.raises(ValueError, match="cannot read the age"):
+        parse_age("a week")

@@ -99,7 +99,7 @@ def test_spawn_prints_the_result_document_and_exits_0(tmp_path: Path) -> None:
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err.decode()
     doc = json.loads(out)
-    assert set(doc) == {"run_id", "workflow", "status", "duration_s", "steps"}
+    assert set(doc) == {"run_id", "workflow", "status", "duration_s", "steps", "resumed_at"}
     assert doc["status"] == "succeeded"
     assert doc["steps"]["join"]["result"]["total"] == sum(i * i for i in range(10))
     step = doc["steps"]["split"]

@@ -597,10 +597,10 @@ def test_bad_overrides_are_errors(
 
 
 def test_an_override_must_be_encodable(tmp_path: Path, mod: str) -> None:
-    path = write(tmp_path, one_step(mod, "", 'name = "x"\n'))
-    err = load_error(path, name=object())
+    path = write(tmp_path, one_step(mod, "", "items = [1]\n"))
+    err = load_error(path, items=[object()])
     assert_names(err, path, step=None, field="params")
-    assert "parameter 'name': value is not encodable" in str(err)
+    assert "parameter 'items': value is not encodable" in str(err)
 
 
 def test_a_param_name_must_be_an_identifier(tmp_path: Path, mod: str) -> None:

@@ -195,12 +195,16 @@ def test_declaration_errors() -> None:
     assert err.field == "params.x" and "has no 'type'" in err.reason
 
 
-def test_plain_defaults_keep_their_old_rules_next_to_typed_ones() -> None:
+def test_plain_defaults_fix_the_type_next_to_typed_ones() -> None:
     table = 'rows = 10\nname = "n"\nthing = { a = 1 }\n[tag]\ntype = "string"\ndefault = "v"\n'
-    values = resolve_params(declared(table), {"rows": 3, "name": 5})
-    assert values == {"rows": 3, "name": 5, "thing": {"a": 1}, "tag": "v"}
+    values = resolve_params(declared(table), {"rows": 3, "name": "m"})
+    assert values == {"rows": 3, "name": "m", "thing": {"a": 1}, "tag": "v"}
     err = resolve_error(table, rows=True)
     assert err.field == "params" and "must be an int (its default is 10)" in err.reason
+    err = resolve_error(table, name=5)
+    assert err.field == "params" and "must be a string (its default is 'n'), got 5" in err.reason
+    err = resolve_error(table, thing=[1])
+    assert err.field == "params" and "must be a table" in err.reason
     err = resolve_error(table, nope=1)
     assert err.field == "params" and "unknown parameter 'nope'" in err.reason
 
