@@ -22,7 +22,6 @@ from mcpp.mcp import views
 from mcpp.mcp.models import CancelResult, SubmitResult, ValidateResult, ValidationIssue
 from mcpp.mcp.toolkit import File, Inline, InlineFormat, Params, RunId, Tools, cli_errors, one_line
 from mcpp.supervisor.journal import JournalRun
-from mcpp.supervisor.resume import check_compatible
 from mcpp.supervisor.run import new_run_id
 from mcpp.workflow.loader import load_workflow_spec
 
@@ -115,7 +114,7 @@ def add_run_tools(server: MCPServer, tools: Tools) -> None:
                 if journalled is not None and journalled.running_pid is not None:
                     raise ToolError(
                         f"run {run_id} was not started by this server (supervisor pid "
-                        f"{journalled.running_pid}); stop it with SIGTERM to that pid"
+                        f"{journalled.running_pid}); stop it with `mcpp cancel {run_id}`"
                     )
             else:
                 await runs.cancel(owned)
@@ -129,9 +128,10 @@ def add_run_tools(server: MCPServer, tools: Tools) -> None:
 
     @server.tool()
     async def workflow_resume(run_id: RunId) -> SubmitResult:
-        """Finish a run that did not succeed (cancelled, failed, interrupted) in the background:
-        steps that succeeded keep their results, the others run again. Refused if its workflow
-        file changed incompatibly (the step and field are named)."""
+        """Finish a run that did not succeed (cancelled, failed, interrupted) in the background,
+        as `mcpp resume` does: steps that succeeded keep their results, the others run again
+        (and a succeeded step whose definition or code changed since). Refused if its workflow
+        file no longer loads (the file, step and field are named)."""
         with cli_errors():
             run_id = await tools.resolve(run_id)
             runs.check_room(run_id)
@@ -152,15 +152,15 @@ def add_run_tools(server: MCPServer, tools: Tools) -> None:
                         "the server's roots; resume it with `mcpp resume` instead"
                     )
             else:
-                await tools.importing(_check_unchanged, run)
+                await tools.importing(_check_loads, run)
             await runs.start(
                 run_id, ["resume", run_id, "--json", "--quiet"], kind="resume", spec=run.spec
             )
         return SubmitResult(run_id=run_id, workflow=run.spec.name, steps=steps)
 
 
-def _check_unchanged(run: JournalRun) -> None:
-    """Raise WorkflowError if the run's workflow file changed incompatibly (as resume does)."""
+def _check_loads(run: JournalRun) -> None:
+    """Raise WorkflowError if the run's workflow file exists but no longer loads (resume
+    would refuse it; a loadable change is for the resume to take, see mcpp.supervisor.changes)."""
     if run.source is not None and os.path.exists(run.source):
-        current = load_workflow_spec(run.source, run.spec.params)
-        check_compatible(run.spec, current, run_id=run.run_id)
+        load_workflow_spec(run.source, run.spec.params)

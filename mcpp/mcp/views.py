@@ -54,15 +54,11 @@ __all__ = [
 FINISHED_RUN = frozenset({"succeeded", "failed", "cancelled", "interrupted"})
 
 
-def _created(started_at: str) -> float:
-    return datetime.datetime.fromisoformat(started_at).timestamp()
-
-
 def resolve(text: str, owned: Mapping[str, OwnedRun]) -> str:
     """The run ``text`` names: a whole id, a unique prefix or ``last``, among the journalled
     runs and the runs this server started. Raises RunIdError, JournalError."""
     with Journal.open() as journal:
-        known = {run.run_id: _created(run.started_at) for run in journal.runs()}
+        known = dict(journal.run_ids())
     for run_id, run in owned.items():
         known.setdefault(run_id, run.started_at)
     return resolve_run_id(text, known.items())

@@ -189,6 +189,7 @@ def test_cancel_refuses_a_run_the_server_did_not_start(world: World) -> None:
             assert [row["owned"] for row in listed["runs"]] == [False]
             text = await call_error(client, "workflow_cancel", run_id="last")
             assert "not started by this server" in text and str(cli.pid) in text
+            assert f"mcpp cancel {listed['runs'][0]['run_id']}" in text
 
     run(main)
     os.kill(cli.pid, signal.SIGTERM)
