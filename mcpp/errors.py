@@ -7,6 +7,7 @@ Every exception mcpp raises on purpose derives from :class:`MCPPError`::
      │    └── CycleError                   the dependencies form a cycle
      ├── ProtocolError                     bytes between processes were not a valid message
      ├── RunError                          the runtime itself could not run (not a step failure)
+     │    └── ClusterError                 the Dask cluster could not be reached; nothing started
      ├── RunFailed                         a run ended without every step succeeding, and the
      │                                     caller asked for an exception (check=True)
      └── RefusedError                      a server's policy refuses the request (mcpp mcp)
@@ -22,6 +23,7 @@ from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
+    "ClusterError",
     "CycleError",
     "MCPPError",
     "ProtocolError",
@@ -103,6 +105,14 @@ class RunError(MCPPError):
     """The runtime could not run the workflow (an actor could not start, a process vanished).
 
     Step failures are not RunErrors: they are recorded in the run result.
+    """
+
+
+class ClusterError(RunError):
+    """The Dask cluster of a dask-mode run cannot be used: its scheduler is unreachable, the
+    connection is refused (TLS), it has no worker, or the local cluster did not start.
+
+    Raised before any step starts; the message names the scheduler's address. The CLI exits 2.
     """
 
 

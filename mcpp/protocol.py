@@ -80,11 +80,16 @@ class Versioned(Message, frozen=True, kw_only=True):
 
 
 class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
-    """A boxed exception: its type name, message and the remote traceback text."""
+    """A boxed exception: its type name, message and the remote traceback text.
+
+    ``stderr_tail`` holds the last lines (up to 20) the failed attempt wrote to its standard
+    error, oldest first (see :mod:`mcpp.steplog`).
+    """
 
     type: str
     message: str
     traceback: str = ""
+    stderr_tail: tuple[str, ...] = ()
 
 
 # --- supervisor -> coordinator -------------------------------------------------------------
@@ -95,7 +100,9 @@ class RunWorkflow(Versioned, frozen=True, tag="run_workflow"):
 
     ``cache_path`` is the result cache file (``None``: cache nothing); ``identities`` maps each
     step with ``cache`` on to its function hash (:func:`mcpp.cache.step.identities`, computed
-    by the supervisor so the coordinator never imports user code).
+    by the supervisor so the coordinator never imports user code). ``log_dir`` is the run's
+    absolute logs folder (``None``: step output goes to the actors' standard error) and
+    ``log_cap`` the cap of each attempt's log in bytes (``None``: the default, 50 MiB).
     """
 
     run_id: str
@@ -104,6 +111,8 @@ class RunWorkflow(Versioned, frozen=True, tag="run_workflow"):
     cache_path: str | None = None
     identities: dict[str, str] = {}
     run_dir: str | None = None
+    log_dir: str | None = None
+    log_cap: int | None = None
 
 
 class CancelRun(Message, frozen=True, tag="cancel_run"):
@@ -121,7 +130,8 @@ class StartStep(Versioned, frozen=True, tag="start_step"):
     Pool workers only: ``after`` names a step earlier in the worker's queue whose result this
     step takes as the keyword ``after_name`` (default: ``after``); it runs only if that step
     succeeded on this worker, and is dropped without a word otherwise. ``keep`` asks the worker
-    to keep this step's result for such a follower.
+    to keep this step's result for such a follower. ``log_dir`` and ``log_cap`` are the run's
+    (:class:`RunWorkflow`): where the attempt's output is kept, and how much of it.
     """
 
     run_id: str
@@ -135,6 +145,8 @@ class StartStep(Versioned, frozen=True, tag="start_step"):
     after_name: str | None = None
     keep: bool = False
     timeout: float | None = None
+    log_dir: str | None = None
+    log_cap: int | None = None
 
 
 class StartBatch(Message, frozen=True, tag="start_batch"):

@@ -34,6 +34,13 @@ def no_leftovers() -> Iterator[None]:
     assert not left, f"processes left behind: {[p.cmdline() for p in left]}"
 
 
+@pytest.fixture(autouse=True)
+def private_mcpp_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every test's runs keep their files (journal, step logs) in a home of its own, never in
+    the ``.mcpp`` of the folder pytest runs in (a test may set MCPP_HOME itself)."""
+    monkeypatch.setenv("MCPP_HOME", str(tmp_path / "mcpp-home"))
+
+
 @pytest.fixture(scope="session", autouse=True)
 def no_leftovers_after_session() -> Iterator[None]:
     """After the whole session: no tractor or mcpp process may be alive on the machine."""

@@ -551,8 +551,10 @@ def test_23_what_steps_print_never_reaches_the_json_document(world: World, mode:
     r = run_cli(world, wf)  # parses stdout as exactly one JSON document
     assert r.code == 0, why(r)
     assert r.step("loud")["result"] == 7
+    log = world.home / "runs" / r.doc["run_id"] / "logs" / "loud" / "1.log"
     for line in ("printed by a step", "written to fd 1", "echoed by a subprocess"):
-        assert line in r.stderr, r.stderr
+        assert line not in r.stderr, r.stderr  # nor on the terminal: in the step's log
+        assert line in log.read_text()
     world.assert_clean()
 
 

@@ -195,7 +195,7 @@ class World:
                     proc.kill()
                 with contextlib.suppress(subprocess.TimeoutExpired):
                     proc.wait(timeout=10)
-            for pid in [p.pid for p in descendants()]:
+            for pid in [p.pid for p in self.descendants()]:
                 with contextlib.suppress(psutil.Error):
                     psutil.Process(pid).kill()
         finally:
@@ -242,6 +242,11 @@ class World:
         """Wait until the reaper loop has gone round ``n`` more times."""
         target = self.passes + n
         wait_for(lambda: self.passes >= target, timeout, "the reaper thread")
+
+    def descendants(self) -> list[psutil.Process]:
+        """The descendants this World answers for: all of them (a subclass may leave out
+        processes its test started for the whole module, such as a cluster)."""
+        return descendants()
 
     # files
 
@@ -296,7 +301,7 @@ class World:
         first_seen: dict[str, float] = {}
         deadline = time.monotonic() + timeout
         while True:
-            procs = {p.pid for p in descendants()} | set(self._alive_pids(pids))
+            procs = {p.pid for p in self.descendants()} | set(self._alive_pids(pids))
             temp = self.temp_leftovers()
             shm_now = self.new_shm()
             now = time.monotonic()

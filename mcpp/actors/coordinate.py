@@ -15,12 +15,14 @@ import signal
 from functools import partial
 from typing import Any
 
+import msgspec
 import trio
 
 from mcpp import protocol
 from mcpp.actors import contain, tractor
 from mcpp.actors.coordinator import Coordinator
 from mcpp.actors.helpers import start_helpers, stop_helpers
+from mcpp.actors.launch import Launch, run_isolated
 from mcpp.actors.parentwatch import on_exit, watch_parent
 from mcpp.errors import ProtocolError
 from mcpp.protocol import CancelRun, RunWorkflow
@@ -52,6 +54,9 @@ async def coordinate(ctx: tractor.Context) -> None:
             on_exit(partial(shutil.rmtree, run.run_dir, ignore_errors=True))
             os.mkdir(run.run_dir, 0o700)
         try:
+            if run.spec.actors == "dask":  # no actor is started: no fork server either
+                await drive_on_dask(run, stream)
+                return
             spawner = await start_helpers()
             try:
                 await drive(run, stream, frozenset({spawner.pid}))
@@ -63,9 +68,32 @@ async def coordinate(ctx: tractor.Context) -> None:
                 shutil.rmtree(run.run_dir, ignore_errors=True)
 
 
-async def drive(run: RunWorkflow, stream: Any, helpers: frozenset[int]) -> None:
-    """Run ``run`` to its end, listening for ``CancelRun`` and sweeping orphans meanwhile."""
-    coordinator = Coordinator(run, stream.send)
+async def drive_on_dask(run: RunWorkflow, stream: Any) -> None:
+    """:func:`drive` with each attempt a task on the run's Dask cluster (:mod:`mcpp.cluster`).
+
+    Raises ClusterError before any step starts if the cluster cannot be reached. Nothing is
+    left below the coordinator when this returns.
+    """
+    from mcpp.cluster.launcher import open_dask
+
+    try:
+        async with open_dask(run) as dask:
+            dask_run = msgspec.structs.replace(run, spec=dask.spec)
+            await drive(dask_run, stream, dask.helpers, launch=dask.launch)
+    finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(contain.end_descendants)
+
+
+async def drive(
+    run: RunWorkflow, stream: Any, helpers: frozenset[int], launch: Launch = run_isolated
+) -> None:
+    """Run ``run`` to its end, listening for ``CancelRun`` and sweeping orphans meanwhile.
+
+    ``helpers`` are the coordinator's own children, which the sweep leaves alone; ``launch``
+    runs an isolated attempt (an actor process, or a Dask task in dask mode).
+    """
+    coordinator = Coordinator(run, stream.send, launch=launch)
 
     async def listen() -> None:
         async for raw in stream:

@@ -19,7 +19,8 @@ from typing import Any
 import msgspec
 import trio
 
-from mcpp import protocol
+from mcpp import protocol, steplog
+from mcpp.actors.capture import with_stderr_tail
 from mcpp.actors.chains import Chains
 from mcpp.actors.inputs import Inputs
 from mcpp.actors.launch import Launch, run_isolated
@@ -350,6 +351,10 @@ class Coordinator:
     def _on_failed(self, step: StepSpec, outcome: StepFailed) -> None:
         """Retry after a backoff if its policy says so; else fail it and skip its dependents
         (and with fail_fast, cancel the run)."""
+        if not outcome.error.stderr_tail and self._run.log_dir is not None:
+            # A failure its actor could not report (it died, timed out): the tail from its log.
+            tail = steplog.stderr_tail(self._run.log_dir, step.id, outcome.attempt)
+            outcome = with_stderr_tail(outcome, tail)
         self._forget_followers(step.id)
         self._slots.give_back(step, slot=not self._pooled(step))
         if self._cancel_reason is None and should_retry(step, outcome.attempt, outcome.error.type):

@@ -65,4 +65,6 @@ class Inputs:
             after=after,
             after_name=None if after is None else step.inputs.get(after),
             timeout=step.timeout,
+            log_dir=self._run.log_dir,
+            log_cap=self._run.log_cap,
         )

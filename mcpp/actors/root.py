@@ -22,7 +22,7 @@ import trio
 from mcpp import protocol
 from mcpp.actors import contain, coordinate, tractor
 from mcpp.actors.launch import child_process, process_death, stop_actor
-from mcpp.errors import RunError
+from mcpp.errors import ClusterError, RunError
 from mcpp.protocol import CancelRun, RunWorkflow
 
 __all__ = ["RunChannel", "free_port", "inside_actor", "open_run"]
@@ -74,8 +74,9 @@ class RunChannel:
     async def events(self) -> AsyncIterator[protocol.Event]:
         """Yield decoded events until ``RunFinished`` (included); heartbeats are not events.
 
-        Raises RunError if the coordinator fails (naming its error) or its process dies first,
-        ProtocolError on a bad message.
+        Raises RunError if the coordinator fails (naming its error) or its process dies first
+        (ClusterError, a RunError, when it could not reach its Dask cluster), ProtocolError on
+        a bad message.
         """
         async for raw in self.stream:
             message = protocol.to_supervisor.decode(raw)
@@ -89,7 +90,11 @@ class RunChannel:
         try:
             await self.ctx.result()
         except Exception as exc:
-            raise RunError(f"the coordinator failed: {remote_error(exc)}") from exc
+            text = remote_error(exc)
+            msgdata = getattr(exc, "msgdata", None)
+            if isinstance(msgdata, dict) and msgdata.get("type_str") == "ClusterError":
+                raise ClusterError(text.partition(": ")[2] or text) from None
+            raise RunError(f"the coordinator failed: {text}") from exc
         raise RunError("the coordinator closed the run without finishing it")
 
 

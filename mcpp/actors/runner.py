@@ -28,6 +28,7 @@ import trio
 
 from mcpp import protocol
 from mcpp.actors import contain
+from mcpp.actors.capture import OutputCapture, with_stderr_tail
 from mcpp.actors.hygiene import ProcessState, Unrestorable
 from mcpp.batching import Batcher
 from mcpp.calls import is_async
@@ -97,8 +98,10 @@ class BatchRunner:
         send: Callable[[bytes], Awaitable[None]],
         error_info: Any,
         run_dir: str | None = None,
+        capture: OutputCapture | None = None,
     ) -> None:
         self.send = send
+        self.capture = capture
         self.error_info = error_info
         self.token = trio.lowlevel.current_trio_token()
         self.inbox: queue.SimpleQueue[StartStep] = queue.SimpleQueue()
@@ -177,18 +180,19 @@ class BatchRunner:
         finally:
             self.state.restore_handlers()
 
-    def tidy(self) -> tuple[int, bool]:
-        """After a step: end its processes, put back what it changed.
+    def tidy(self) -> tuple[int, bool, tuple[str, ...]]:
+        """After a step: end its processes, close its log, put back what it changed.
 
-        Returns how many processes were ended, and whether the worker must retire (something
-        could not be put back).
+        Returns how many processes were ended, whether the worker must retire (something
+        could not be put back), and the step's stderr tail.
         """
         ended = contain.end_descendants() if self.children.any() else 0
+        tail = self.capture.end() if self.capture is not None else ()
         try:
             self.state.restore()
         except Unrestorable:
-            return ended, True
-        return ended, False
+            return ended, True, tail
+        return ended, False, tail
 
     def work(self) -> None:
         """The runner thread: run each submitted step and report its start and outcome."""
@@ -210,6 +214,8 @@ class BatchRunner:
                 StepStarted(step=start.step, attempt=start.attempt, pid=self.pid, at=time.time())
             )
             began = time.perf_counter()
+            if self.capture is not None:
+                self.capture.begin(start)
             outcome: StepSucceeded | StepFailed
             try:
                 fn = functions.get(start.target)
@@ -244,10 +250,11 @@ class BatchRunner:
                     duration_s=time.perf_counter() - began,
                 )
             self.set_deadline(None)
-            ended, retire = self.tidy()
+            ended, retire, tail = self.tidy()
             self.ledger.write(Ledger.DONE)
             if ended:
                 outcome = msgspec.structs.replace(outcome, ended_processes=ended)
+            outcome = with_stderr_tail(outcome, tail)
             self.report(outcome)
             if retire:
                 reason = f"step {start.step!r} changed process state that cannot be restored"

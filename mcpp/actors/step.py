@@ -19,6 +19,7 @@ import trio
 
 from mcpp import calls, protocol
 from mcpp.actors import contain, tractor
+from mcpp.actors.capture import OutputCapture, with_stderr_tail
 from mcpp.actors.parentwatch import watch_parent
 from mcpp.actors.runner import BatchRunner
 from mcpp.errors import ProtocolError
@@ -82,12 +83,35 @@ async def call(start: StartStep) -> msgspec.Raw:
     return protocol.encode_value(value, step=start.step)
 
 
-async def run_start(start: StartStep, send: Any, running: dict[str, trio.CancelScope]) -> None:
+async def run_start(
+    start: StartStep,
+    send: Any,
+    running: dict[str, trio.CancelScope],
+    capture: OutputCapture | None = None,
+) -> None:
     """Run one attempt and send StepStarted, then StepSucceeded or StepFailed.
 
     Processes the step left running are ended before the outcome is sent, and counted in it.
     Sends nothing more if the attempt is cancelled (the coordinator records that itself).
+    With ``capture``, the attempt's output goes to its log (resolving the target included: a
+    module's import-time output is the step's); a failure carries its stderr tail.
     """
+    try:
+        if capture is not None:
+            capture.begin(start)
+        await run_attempt(start, send, running, capture)
+    finally:
+        if capture is not None:
+            capture.end(settle=False)  # cancelled: stop capturing without waiting
+
+
+async def run_attempt(
+    start: StartStep,
+    send: Any,
+    running: dict[str, trio.CancelScope],
+    capture: OutputCapture | None,
+) -> None:
+    """:func:`run_start` inside the attempt's capture."""
     began = time.perf_counter()
     await send(
         protocol.encode(
@@ -121,6 +145,8 @@ async def run_start(start: StartStep, send: Any, running: dict[str, trio.CancelS
         ended = await trio.to_thread.run_sync(contain.end_descendants)
         if ended:
             outcome = msgspec.structs.replace(outcome, ended_processes=ended)
+        if capture is not None:
+            outcome = with_stderr_tail(outcome, await trio.to_thread.run_sync(capture.end))
         await send(protocol.encode(outcome))
 
 
@@ -155,15 +181,18 @@ async def serve(ctx: tractor.Context) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor alone handles Ctrl-C
     if ctx.chan is not actor._parent_chan:
         raise ProtocolError("refused: steps run only for this actor's parent")
+    capture = OutputCapture()  # first: steps and what they start never write to the terminal
     await ctx.started(os.getpid())
     running: dict[str, trio.CancelScope] = {}
     try:
-        await serve_stream(ctx, running)
+        await serve_stream(ctx, running, capture)
     finally:
         contain.end_descendants()  # blocking on purpose: nothing else may run meanwhile
 
 
-async def serve_stream(ctx: tractor.Context, running: dict[str, trio.CancelScope]) -> None:
+async def serve_stream(
+    ctx: tractor.Context, running: dict[str, trio.CancelScope], capture: OutputCapture
+) -> None:
     """:func:`serve`'s loop over the stream."""
     runner: BatchRunner | None = None
     async with ctx.open_stream() as stream, trio.open_nursery() as nursery:
@@ -172,10 +201,10 @@ async def serve_stream(ctx: tractor.Context, running: dict[str, trio.CancelScope
             message = protocol.to_step.decode(raw)
             match message:
                 case StartStep():
-                    nursery.start_soon(run_start, message, stream.send, running)
+                    nursery.start_soon(run_start, message, stream.send, running, capture)
                 case StartBatch():
                     if runner is None:
-                        runner = BatchRunner(stream.send, error_info, message.run_dir)
+                        runner = BatchRunner(stream.send, error_info, message.run_dir, capture)
                         nursery.start_soon(runner.flush)
                     for start in message.steps:
                         runner.submit(start)

@@ -11,11 +11,16 @@ during the run are inside the span, its last batch is not. Figures per shape: ``
 ``wall_s`` (start-up and tear-down included) for reference.
 
     python -m mcpp.benchmarks.dispatch [--repeat R] [--json] [--smoke] [--modes pool]
+    python -m mcpp.benchmarks.dispatch --actors dask [--scheduler tcp://HOST:PORT]
+
+Dask mode runs the per-step shapes, each attempt a Dask task in a process of its own; without
+``--scheduler`` each run starts (and stops) a local cluster, outside the in-run span.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 from collections.abc import Mapping, Sequence
 
 from mcpp.benchmarks import common
@@ -28,6 +33,7 @@ __all__ = ["TARGETS", "main", "measure_mode", "parser", "shapes"]
 TARGETS: Mapping[ActorMode, Mapping[str, Target | None]] = {
     "pool": {"fanout": Target(">=", 20_000.0), "chain": Target("<=", 0.2), "layered": None},
     "per_step": {"fanout": Target(">=", 20.0), "chain": None},
+    "dask": {"fanout": None, "chain": None},  # per-step sizes: a process per attempt as well
 }
 
 
@@ -43,6 +49,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--no-journal", action="store_true", help="run mcpp without its journal (default: on)"
     )
+    p.add_argument("--actors", choices=list(TARGETS), help="one mode (instead of --modes)")
+    p.add_argument(
+        "--scheduler", metavar="ADDR", help="--actors dask: the cluster (default: a local one)"
+    )
     return p
 
 
@@ -50,7 +60,7 @@ def shapes(args: argparse.Namespace, mode: ActorMode) -> dict[str, tuple[str, li
     """The shapes of ``mode``, named with their sizes: ``name -> (kind, tasks)``."""
     if args.smoke:
         n, length, layers, width = 3, 3, 2, 2
-    elif mode == "per_step":
+    elif mode in ("per_step", "dask"):
         n, length = args.per_step_n, args.per_step_chain
     else:
         n, length, layers, width = args.n, args.chain, args.layers, args.width
@@ -89,6 +99,10 @@ def measure_mode(args: argparse.Namespace, mode: ActorMode) -> Figures:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark and print its document; return the exit code."""
     args = parser().parse_args(argv)
+    if args.actors:
+        args.modes = [args.actors]
+    if args.scheduler:  # the coordinator reads it (mcpp.cluster.launcher)
+        os.environ["MCPP_DASK_SCHEDULER"] = args.scheduler
     notes = {
         "in_run": f"{common.IN_RUN}; journal {'off' if args.no_journal else 'on'}",
         "steps_per_s": "steps (the join included) / in-run seconds",

@@ -19,10 +19,11 @@ from typing import TYPE_CHECKING, Any
 # command imports what it needs when it runs).
 from mcpp.cli.cache import add_cache
 from mcpp.cli.graph import add_graph
+from mcpp.cli.logs import add_logs
 from mcpp.cli.manage import add_cancel, add_runs
 from mcpp.cli.runs import add_resume, add_status
 from mcpp.cli.templates import add_dir_option, add_templates, load_target
-from mcpp.errors import MCPPError, WorkflowError
+from mcpp.errors import ClusterError, MCPPError, WorkflowError
 from mcpp.mcp.command import add_mcp
 from mcpp.supervisor import signals as early
 
@@ -81,10 +82,20 @@ def add_spawn(commands: Any) -> None:
     )
     spawn.add_argument("--max-concurrent", type=int, metavar="N", help="steps running at once")
     spawn.add_argument("--fail-fast", action="store_true", help="cancel everything on a failure")
-    spawn.add_argument("--actors", choices=["per_step", "pool"], help="actor mode")
+    spawn.add_argument("--actors", choices=["per_step", "pool", "dask"], help="actor mode")
+    spawn.add_argument(
+        "--scheduler",
+        metavar="ADDR",
+        help="Dask scheduler (tcp://HOST:PORT or tls://HOST:PORT) for --actors dask",
+    )
     spawn.add_argument("--workers", type=int, metavar="N", help="pool size (pool mode)")
     spawn.add_argument("--json", action="store_true", help="print the result as one JSON document")
     spawn.add_argument("--quiet", action="store_true", help="no progress output")
+    spawn.add_argument(
+        "--stream",
+        action="store_true",
+        help="print the steps' output as it comes, each line after its step id (no live view)",
+    )
     spawn.add_argument(
         "--dry-run",
         action="store_true",
@@ -150,6 +161,8 @@ def apply_options(spec: WorkflowSpec, args: argparse.Namespace) -> WorkflowSpec:
         changes["on_failure"] = "fail_fast"
     if args.actors:
         changes["actors"] = args.actors
+    if getattr(args, "scheduler", None) is not None:
+        changes["scheduler"] = args.scheduler
     if args.workers is not None:
         if args.workers < 1:
             raise WorkflowError("--workers must be at least 1", field="workers")
@@ -164,8 +177,12 @@ def spawn_command(args: argparse.Namespace) -> int:
     for a journalled run), so a run killed with its output piped away still leaves it, and
     again when the run is interrupted.
     """
+    from mcpp.cli.output import document_stdout
+
     try:
-        spec = load_target(args.file, spawn_params(args), folder=args.dir)
+        # Loading imports the step modules: their import-time output must not reach --json.
+        with document_stdout(True) if args.json else contextlib.nullcontext():
+            spec = load_target(args.file, spawn_params(args), folder=args.dir)
         spec = apply_options(spec, args)
     except WorkflowError as exc:
         print(f"mcpp: invalid workflow: {one_line(exc)}", file=sys.stderr)
@@ -175,6 +192,13 @@ def spawn_command(args: argparse.Namespace) -> int:
 
         print(dump_plan(spec))
         return 0
+    from mcpp.supervisor.logs import log_cap
+
+    try:
+        log_cap()  # checked before anything is journalled or started
+    except MCPPError as exc:
+        print(f"mcpp: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     return run_workflow(spec, args)
 
 
@@ -183,6 +207,8 @@ def run_workflow(spec: WorkflowSpec, args: argparse.Namespace) -> int:
     import trio
 
     from mcpp.cli.events import open_event_hook, run_started_document
+    from mcpp.cli.failures import print_failures
+    from mcpp.cli.logs import Streamer
     from mcpp.cli.output import document_stdout, stdout_console
     from mcpp.cli.progress import Progress, summary
     from mcpp.supervisor.resume import run_journalled
@@ -193,10 +219,13 @@ def run_workflow(spec: WorkflowSpec, args: argparse.Namespace) -> int:
     if not args.quiet:
         say(f"mcpp: run {run_id} of {spec.name!r}" + (resume_hint(run_id) if journalled else ""))
     started = run_started_document(run_id, spec.name)
+    steps = [step.id for step in spec.steps]
+    streamer = Streamer(run_id, steps, sys.stderr if args.json else sys.stdout)
     with document_stdout(args.json) as out:
         with (
-            Progress(quiet=args.quiet or args.json) as progress,
+            Progress(quiet=args.quiet or args.json, live=not args.stream) as progress,
             open_event_hook(args.events, progress.on_event, started=started) as on_event,
+            streamer if args.stream else contextlib.nullcontext(),
         ):
             run = run_journalled if journalled else run_spec
             result = trio.run(partial(run, spec, run_id=run_id, on_event=on_event))
@@ -205,7 +234,9 @@ def run_workflow(spec: WorkflowSpec, args: argparse.Namespace) -> int:
             out.write(result.to_json() + b"\n")
             out.flush()
     if not args.json:
-        summary(result, stdout_console())
+        console = stdout_console()
+        summary(result, console)
+        print_failures(result, console)
     return result.exit_code
 
 
@@ -268,6 +299,9 @@ def command(argv: Sequence[str] | None) -> int:
     except WorkflowError as exc:
         print(f"mcpp: invalid workflow: {one_line(exc)}", file=sys.stderr)
         return EXIT_USAGE
+    except ClusterError as exc:  # before any step started: like a usage error
+        print(f"mcpp: {one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
     except MCPPError as exc:
         print(f"mcpp: {exc}", file=sys.stderr)
         return 1
@@ -291,4 +325,5 @@ COMMANDS: list[Callable[[Any], None]] = [
     add_graph,
     add_templates,
     add_mcp,
+    add_logs,
 ]

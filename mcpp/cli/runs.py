@@ -57,6 +57,7 @@ def status_command(args: argparse.Namespace) -> int:
     """Run ``status``: 0 when shown (no journal: nothing to show), 2 for an unknown run id."""
     import msgspec
 
+    from mcpp.cli.failures import print_failures
     from mcpp.cli.progress import summary
     from mcpp.home import RunIdError
     from mcpp.supervisor.journal import Journal, JournalError
@@ -83,7 +84,9 @@ def status_command(args: argparse.Namespace) -> int:
         if args.json:
             sys.stdout.buffer.write(result.to_json() + b"\n")
         else:
-            summary(result, stdout_console())
+            console = stdout_console()
+            summary(result, console)
+            print_failures(result, console)
         return 0
     if args.json:
         sys.stdout.buffer.write(msgspec.json.encode({"runs": runs}) + b"\n")
@@ -108,6 +111,7 @@ def resume_command(args: argparse.Namespace) -> int:
     """
     import trio
 
+    from mcpp.cli.failures import print_failures
     from mcpp.cli.progress import Progress, summary
     from mcpp.home import RunIdError
     from mcpp.supervisor.journal import JournalError
@@ -134,5 +138,7 @@ def resume_command(args: argparse.Namespace) -> int:
         print(f"mcpp: cannot resume: {exc}", file=sys.stderr)
         return EXIT_USAGE
     if not args.json:
-        summary(result, stdout_console())
+        console = stdout_console()
+        summary(result, console)
+        print_failures(result, console)
     return result.exit_code

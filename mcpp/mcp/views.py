@@ -269,7 +269,7 @@ def logs(run_id: str, step: str | None, *, attempt: int | None, tail: int | None
     Raises JournalError for an unknown run, and what :func:`mcpp.supervisor.logs.read_logs`
     raises.
     """
-    from mcpp.supervisor.logs import read_logs  # type: ignore[import-untyped,unused-ignore]
+    from mcpp.supervisor.logs import read_logs
 
     lines = read_logs(run_id, step, attempt=attempt, tail=tail)
     return LogsView(

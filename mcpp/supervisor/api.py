@@ -65,6 +65,7 @@ class Workflow:
         actors: ActorMode = "per_step",
         workers: int | None = None,
         resources: Mapping[str, int] | None = None,
+        scheduler: str | None = None,
     ) -> None:
         self.name = name
         self.options: dict[str, Any] = {
@@ -73,6 +74,7 @@ class Workflow:
             "actors": actors,
             "workers": workers,
             "resources": dict(resources or {}),
+            "scheduler": scheduler,
         }
         self.steps: dict[str, StepSpec] = {}
         self.main_path: str | None = None

@@ -113,19 +113,26 @@ class ProgressModel:
 class Progress:
     """Show a run's progress on ``stream`` (standard error by default).
 
-    On a terminal: the live view, unless ``quiet``. Elsewhere: with ``lines`` (the CLI), one
-    plain ``[mcpp] ...`` line per step end or retry; without (the Python API), nothing.
+    On a terminal: the live view, unless ``quiet`` or not ``live`` (``spawn --stream``).
+    Elsewhere, or without ``live``: with ``lines`` (the CLI), one plain ``[mcpp] ...`` line per
+    step end or retry; without (the Python API), nothing.
     :meth:`on_event` is an ``on_event`` hook of :func:`~mcpp.supervisor.run.run_spec`.
     """
 
     def __init__(
-        self, *, quiet: bool = False, stream: TextIO | None = None, lines: bool = True
+        self,
+        *,
+        quiet: bool = False,
+        stream: TextIO | None = None,
+        lines: bool = True,
+        live: bool = True,
     ) -> None:
         from rich.console import Console
 
         self.stream = stream or sys.stderr
         self.quiet = quiet
         self.lines = lines
+        self.live_view = live
         self.console = Console(file=self.stream, stderr=stream is None)
         self.live: Any = None
         self.began = time.monotonic()
@@ -133,7 +140,7 @@ class Progress:
         self.model: ProgressModel | None = None
 
     def __enter__(self) -> Progress:
-        if not self.quiet and self.console.is_terminal:
+        if not self.quiet and self.live_view and self.console.is_terminal:
             from rich.live import Live
             from rich.text import Text
 

@@ -68,6 +68,7 @@ async def _run_session(
                 completed=completed,
                 on_event=hook,
                 handle_signals=handle_signals,
+                home=journal.path.parent,
             )
             nursery.cancel_scope.cancel()
     except BaseException:

@@ -7,6 +7,7 @@ stops waiting for a graceful end. The actor processes are gone when :func:`run_s
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 import uuid
@@ -21,6 +22,7 @@ from mcpp.actors import RunChannel, open_run
 from mcpp.cache import default_path
 from mcpp.cache import step as stepcache
 from mcpp.supervisor import signals as early
+from mcpp.supervisor.logs import log_cap, open_run_logs
 from mcpp.supervisor.results import RunRecorder, RunResult
 from mcpp.workflow.spec import WorkflowSpec
 
@@ -67,6 +69,7 @@ async def run_spec(
     completed: Mapping[str, bytes] | None = None,
     on_event: EventHook | None = None,
     handle_signals: bool = True,
+    home: str | os.PathLike[str] | None = None,
 ) -> RunResult:
     """Run ``spec`` through a coordinator actor and step actors; return the run result.
 
@@ -77,37 +80,47 @@ async def run_spec(
     Steps with ``cache`` on use the result cache file :func:`mcpp.cache.default_path`; their
     targets are imported here to hash their functions.
 
+    Each attempt's output (descriptors 1 and 2, ``logging``) goes to its log under the run's
+    folder in ``home`` (default :func:`mcpp.home.mcpp_home`; see :mod:`mcpp.steplog`), capped
+    at ``$MCPP_LOG_CAP`` bytes (default 50 MiB); none of it reaches this process's output.
+
     Raises WorkflowError (before any process starts) for a bad ``cache`` TTL or a cached step's
     unresolvable target, RunError if the actor tree itself fails (the coordinator dies),
-    ProtocolError if a message is malformed. Step failures are not raised: they are in the result.
+    ProtocolError if a message is malformed, MCPPError for a bad ``$MCPP_LOG_CAP`` or a logs
+    folder that cannot be made. Step failures are not raised: they are in the result.
     """
     identities = stepcache.identities(spec)
     run_id = run_id or new_run_id()
+    cap = log_cap()
     completed = dict(completed or {})
     recorder = RunRecorder(run_id, spec, completed)
-    message = protocol.RunWorkflow(
-        version=protocol.PROTOCOL_VERSION,
-        run_id=run_id,
-        spec=spec,
-        completed={k: msgspec.Raw(v) for k, v in completed.items()},
-        cache_path=str(default_path().absolute()) if identities else None,
-        identities=identities,
-    )
     interrupted: list[str] = []
     opened: list[RunChannel] = []
-    async with trio.open_nursery() as nursery:
-        with trio.CancelScope() as run_scope:
-            if handle_signals:
-                await nursery.start(watch_signals, run_scope, opened, interrupted)
-            async with open_run(message) as channel:
-                opened.append(channel)
-                if interrupted:  # a signal came while the actors were starting
-                    await channel.cancel(f"interrupted by {interrupted[0]}")
-                async for event in channel.events():
-                    recorder.apply(event)
-                    if on_event is not None:
-                        on_event(recorder, event)
-        nursery.cancel_scope.cancel()
+    steps = [step.id for step in spec.steps]
+    with open_run_logs(run_id, spec.name, steps, home) as log_dir:
+        message = protocol.RunWorkflow(
+            version=protocol.PROTOCOL_VERSION,
+            run_id=run_id,
+            spec=spec,
+            completed={k: msgspec.Raw(v) for k, v in completed.items()},
+            cache_path=str(default_path().absolute()) if identities else None,
+            identities=identities,
+            log_dir=str(log_dir),
+            log_cap=cap,
+        )
+        async with trio.open_nursery() as nursery:
+            with trio.CancelScope() as run_scope:
+                if handle_signals:
+                    await nursery.start(watch_signals, run_scope, opened, interrupted)
+                async with open_run(message) as channel:
+                    opened.append(channel)
+                    if interrupted:  # a signal came while the actors were starting
+                        await channel.cancel(f"interrupted by {interrupted[0]}")
+                    async for event in channel.events():
+                        recorder.apply(event)
+                        if on_event is not None:
+                            on_event(recorder, event)
+            nursery.cancel_scope.cancel()
     if interrupted:
         recorder.cancel_unfinished()
         return recorder.result("cancelled")

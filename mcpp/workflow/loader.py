@@ -112,6 +112,8 @@ def dump_plan(spec: WorkflowSpec) -> str:
         f"on_failure={spec.on_failure}",
         f"actors={spec.actors}" + (f" (workers={spec.workers})" if spec.workers else ""),
     ]
+    if spec.scheduler is not None:
+        settings.append(f"scheduler={spec.scheduler}")
     lines = [
         f"workflow {spec.name!r}" + (f" ({spec.source})" if spec.source else ""),
         f"  {len(spec.steps)} steps in {depth} levels; " + ", ".join(settings),
@@ -169,6 +171,7 @@ def _build(
         on_failure=doc.workflow.on_failure,
         actors=doc.workflow.actors,
         workers=doc.workflow.workers,
+        scheduler=doc.workflow.scheduler,
         resources=resources,
         params=values,
         source=file,

@@ -28,6 +28,7 @@ class FileWorkflow(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     on_failure: FailurePolicy = "continue"
     actors: ActorMode = "per_step"
     workers: Workers | None = None
+    scheduler: str | None = None
     version: str | None = None
     description: str = ""
 

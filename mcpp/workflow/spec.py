@@ -20,10 +20,18 @@ import msgspec.msgpack
 from mcpp.errors import WorkflowError
 from mcpp.workflow.limits import Backoff, Count, Int64, Retries, Seconds, Timeout, Workers
 
-__all__ = ["ActorMode", "FailurePolicy", "StepSpec", "WorkflowSpec", "check_spec"]
+__all__ = [
+    "ActorMode",
+    "FailurePolicy",
+    "StepSpec",
+    "WorkflowSpec",
+    "check_scheduler",
+    "check_spec",
+]
 
 FailurePolicy = Literal["continue", "fail_fast"]
-ActorMode = Literal["per_step", "pool"]
+ActorMode = Literal["per_step", "pool", "dask"]
+SCHEDULER_SCHEMES = ("tcp", "tls")
 
 
 class StepSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -73,6 +81,7 @@ class WorkflowSpec(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
     source: str | None = None
     import_paths: tuple[str, ...] = ()
     main_path: str | None = None
+    scheduler: str | None = None
 
     def step(self, step_id: str) -> StepSpec:
         """Return the step with ``step_id``; raise ``KeyError`` if there is none."""
@@ -93,6 +102,13 @@ def check_spec(spec: WorkflowSpec) -> WorkflowSpec:
     """
     from mcpp.cache.model import parse_ttl  # here: defining specs needs no cache (sqlite3)
 
+    if spec.scheduler is not None:
+        if spec.actors != "dask":
+            raise WorkflowError(
+                f"a scheduler is used only with actors = 'dask' (actors is {spec.actors!r})",
+                field="scheduler",
+            )
+        check_scheduler(spec.scheduler)
     for step in spec.steps:
         if step.cache is not False:
             parse_ttl(step.cache, step=step.id)
@@ -113,6 +129,29 @@ def check_spec(spec: WorkflowSpec) -> WorkflowSpec:
                 ) from None
         raise WorkflowError(f"cannot be encoded: {type(exc).__name__}: {exc}") from None
     return spec
+
+
+def check_scheduler(address: str, *, field: str = "scheduler") -> tuple[str, str, int]:
+    """Split a Dask scheduler address ``tcp://HOST:PORT`` or ``tls://HOST:PORT`` (an IPv6
+    host in brackets) into scheme, host and port.
+
+    Raises :class:`~mcpp.errors.WorkflowError` naming ``field`` for any other form: another
+    scheme, no host, a port that is not a number in 1..65535.
+    """
+    scheme, sep, rest = address.partition("://")
+    host, colon, port = rest.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    problem = None
+    if not sep or scheme not in SCHEDULER_SCHEMES:
+        problem = "expected tcp://HOST:PORT or tls://HOST:PORT"
+    elif not colon or not host or "/" in rest:
+        problem = "expected tcp://HOST:PORT or tls://HOST:PORT (host and port)"
+    elif not port.isdigit() or not 1 <= int(port) <= 65535:
+        problem = f"the port must be a number in 1..65535, got {port!r}"
+    if problem is not None:
+        raise WorkflowError(f"invalid Dask scheduler address {address!r}: {problem}", field=field)
+    return scheme, host, int(port)
 
 
 def _locate(spec: WorkflowSpec, message: str) -> WorkflowError:

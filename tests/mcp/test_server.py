@@ -274,7 +274,6 @@ args = { lines = 3 }
 
 
 def test_logs_of_a_printing_step(world: World) -> None:
-    pytest.importorskip("mcpp.supervisor.logs")  # the per-step logs land with their own branch
     flow = write_flow(world.workdir / "flows" / "loud.toml", LOUD)
 
     async def main() -> None:
