@@ -8,8 +8,9 @@ Every exception mcpp raises on purpose derives from :class:`MCPPError`::
      ├── ProtocolError                     bytes between processes were not a valid message
      ├── RunError                          the runtime itself could not run (not a step failure)
      │    └── ClusterError                 the Dask cluster could not be reached; nothing started
-     └── RunFailed                         a run ended without every step succeeding, and the
-                                           caller asked for an exception (check=True)
+     ├── RunFailed                         a run ended without every step succeeding, and the
+     │                                     caller asked for an exception (check=True)
+     └── RefusedError                      a server's policy refuses the request (mcpp mcp)
 
 A step that fails is *not* an exception of the caller unless asked: it is recorded in the run
 result (``result.steps[id].status == "failed"`` with its boxed error), and
@@ -26,6 +27,7 @@ __all__ = [
     "CycleError",
     "MCPPError",
     "ProtocolError",
+    "RefusedError",
     "RunError",
     "RunFailed",
     "WorkflowError",
@@ -128,3 +130,9 @@ class RunFailed(MCPPError):
         super().__init__(message)
         self.result = result
         self.failed = tuple(failed)
+
+
+class RefusedError(MCPPError):
+    """A request the MCP server's policy refuses: a workflow file outside its ``--root``, an
+    inline workflow without ``--allow-inline``, a run beyond its ``--max-runs``, a run it does not
+    own. Nothing was started or changed."""

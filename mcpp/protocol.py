@@ -103,6 +103,9 @@ class RunWorkflow(Versioned, frozen=True, tag="run_workflow"):
     by the supervisor so the coordinator never imports user code). ``log_dir`` is the run's
     absolute logs folder (``None``: step output goes to the actors' standard error) and
     ``log_cap`` the cap of each attempt's log in bytes (``None``: the default, 50 MiB).
+    ``attempts_before`` maps steps to the attempts they made in earlier sessions of this run
+    (resume): this session numbers their attempts after those, so an attempt number (and its
+    log file) names one attempt of the whole run; retry budgets count this session's only.
     """
 
     run_id: str
@@ -113,6 +116,7 @@ class RunWorkflow(Versioned, frozen=True, tag="run_workflow"):
     run_dir: str | None = None
     log_dir: str | None = None
     log_cap: int | None = None
+    attempts_before: dict[str, int] = {}
 
 
 class CancelRun(Message, frozen=True, tag="cancel_run"):

@@ -46,6 +46,7 @@ def first(delay=0.0):
 
 def second(first, ok=False):
     count("second")
+    print(f"second ok={ok}")
     if not ok:
         raise ValueError("not ok yet: set ok = true")
     return first + 1

@@ -83,6 +83,7 @@ class Coordinator:
             self._pool = pool(self, min(spec.workers or cpus, spec.max_concurrent or cpus))
         self._cache = StepCache(spec, run.identities, run.cache_path)
         self._attempts: dict[str, int] = {}
+        self._before = dict(run.attempts_before)  # attempts of earlier sessions (resume)
         self._scopes: dict[str, trio.CancelScope] = {}
         self._retrying: set[str] = set()
         self._chains = Chains(self._graph, self._steps)
@@ -213,7 +214,8 @@ class Coordinator:
                 continue
             pooled = self._pooled(step)
             self._slots.take(step, slot=not pooled)
-            attempt = self._attempts[step.id] = self._attempts.get(step.id, 0) + 1
+            before = self._before.get(step.id, 0)
+            attempt = self._attempts[step.id] = self._attempts.get(step.id, before) + 1
             start = self._inputs.start(step, attempt)
             if pooled:
                 # Only when nothing else waits, so that no ready step is passed over.
@@ -233,11 +235,17 @@ class Coordinator:
             return pending and step_id not in self._attempts
 
         followers = self._chains.followers(
-            step, waiting=waiting, start=lambda nxt, after: self._inputs.start(nxt, 1, after)
+            step,
+            waiting=waiting,
+            start=lambda nxt, after: self._inputs.start(nxt, self._first(nxt.id), after),
         )
         for follower in followers:
-            self._attempts[follower.step] = 1
+            self._attempts[follower.step] = follower.attempt
         return followers
+
+    def _first(self, step_id: str) -> int:
+        """The number of ``step_id``'s first attempt in this session (1 but after a resume)."""
+        return self._before.get(step_id, 0) + 1
 
     def _forget_followers(self, step_id: str) -> None:
         """``step_id`` did not succeed: its followers will not run on their worker."""
@@ -357,8 +365,10 @@ class Coordinator:
             outcome = with_stderr_tail(outcome, tail)
         self._forget_followers(step.id)
         self._slots.give_back(step, slot=not self._pooled(step))
-        if self._cancel_reason is None and should_retry(step, outcome.attempt, outcome.error.type):
-            delay = retry_delay(step, outcome.attempt)
+        session_attempt = outcome.attempt - self._before.get(step.id, 0)
+        retry = should_retry(step, session_attempt, outcome.error.type)
+        if self._cancel_reason is None and retry:
+            delay = retry_delay(step, session_attempt)
             self.emit(msgspec.structs.replace(outcome, will_retry=True, retry_in_s=delay))
             assert self._nursery is not None
             scope = self._scopes[step.id] = trio.CancelScope()

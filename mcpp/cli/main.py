@@ -24,6 +24,7 @@ from mcpp.cli.manage import add_cancel, add_runs
 from mcpp.cli.runs import add_resume, add_status
 from mcpp.cli.templates import add_dir_option, add_templates, load_target
 from mcpp.errors import ClusterError, MCPPError, WorkflowError
+from mcpp.mcp.command import add_mcp
 from mcpp.supervisor import signals as early
 
 if TYPE_CHECKING:
@@ -108,6 +109,41 @@ def add_spawn(commands: Any) -> None:
         "--events", metavar="FILE", help="write every run event to FILE as JSON lines"
     )
     add_dir_option(spawn)
+    # For programs that start runs (the MCP server): the run id chosen in advance, and
+    # parameters as one JSON object whose values keep their JSON types.
+    spawn.add_argument("--run-id", type=run_id_arg, help=argparse.SUPPRESS)
+    spawn.add_argument("--params-json", metavar="JSON", help=argparse.SUPPRESS)
+
+
+RUN_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
+
+
+def run_id_arg(text: str) -> str:
+    """``--run-id``: 1-64 letters, digits, ``_`` or ``-`` (it names a folder under MCPP_HOME)."""
+    if not 0 < len(text) <= 64 or not set(text) <= RUN_ID_CHARS:
+        raise argparse.ArgumentTypeError("a run id is 1-64 letters, digits, '_' or '-'")
+    return text
+
+
+def spawn_params(args: argparse.Namespace) -> dict[str, Any]:
+    """The parameters of ``spawn``: ``--param`` texts, then ``--params-json`` values over them.
+
+    Raises WorkflowError when ``--params-json`` is not one JSON object.
+    """
+    import msgspec
+
+    from mcpp.workflow.params import parse_param_texts
+
+    params: dict[str, Any] = dict(parse_param_texts(args.param))
+    if args.params_json is not None:
+        try:
+            values = msgspec.json.decode(args.params_json)
+        except msgspec.DecodeError as exc:
+            raise WorkflowError(f"--params-json: {exc}", field="params") from None
+        if not isinstance(values, dict):
+            raise WorkflowError("--params-json must be a JSON object", field="params")
+        params.update(values)
+    return params
 
 
 def apply_options(spec: WorkflowSpec, args: argparse.Namespace) -> WorkflowSpec:
@@ -142,12 +178,11 @@ def spawn_command(args: argparse.Namespace) -> int:
     again when the run is interrupted.
     """
     from mcpp.cli.output import document_stdout
-    from mcpp.workflow.params import parse_param_texts
 
     try:
         # Loading imports the step modules: their import-time output must not reach --json.
         with document_stdout(True) if args.json else contextlib.nullcontext():
-            spec = load_target(args.file, parse_param_texts(args.param), folder=args.dir)
+            spec = load_target(args.file, spawn_params(args), folder=args.dir)
         spec = apply_options(spec, args)
     except WorkflowError as exc:
         print(f"mcpp: invalid workflow: {one_line(exc)}", file=sys.stderr)
@@ -179,7 +214,7 @@ def run_workflow(spec: WorkflowSpec, args: argparse.Namespace) -> int:
     from mcpp.supervisor.resume import run_journalled
     from mcpp.supervisor.run import new_run_id, run_spec
 
-    run_id = new_run_id()
+    run_id = getattr(args, "run_id", None) or new_run_id()
     journalled = not args.no_journal
     if not args.quiet:
         say(f"mcpp: run {run_id} of {spec.name!r}" + (resume_hint(run_id) if journalled else ""))
@@ -289,5 +324,6 @@ COMMANDS: list[Callable[[Any], None]] = [
     add_cache,
     add_graph,
     add_templates,
+    add_mcp,
     add_logs,
 ]

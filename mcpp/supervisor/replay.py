@@ -6,7 +6,8 @@ its own: :class:`RunStarted` (one per supervisor session: the first run and each
 into a :class:`~mcpp.supervisor.results.RunRecorder`:
 
 - each new session resets every step it does not carry over (``RunStarted.completed``),
-  keeping its attempt history; attempts go on numbering from the earlier sessions';
+  keeping its attempt history (a resumed session's coordinator numbers its attempts after
+  the earlier sessions': ``RunWorkflow.attempts_before``);
 - records of steps the latest spec no longer has are left out (a step removed before a
   resume is dropped from the document);
 - ``duration_s`` is the sum of the sessions' durations (a session that did not end counts up
@@ -158,7 +159,7 @@ class Replayed:
         return document
 
 
-def _new_session(recorder: RunRecorder, started: RunStarted, base: dict[str, int]) -> None:
+def _new_session(recorder: RunRecorder, started: RunStarted) -> None:
     """Reset the steps ``started`` does not carry over, keeping their history."""
     recorder.session += 1
     for step_id, step in list(recorder.steps.items()):
@@ -170,7 +171,6 @@ def _new_session(recorder: RunRecorder, started: RunStarted, base: dict[str, int
             rerun_because=started.rerun.get(step_id),
         )
         recorder.raw_results.pop(step_id, None)
-        base[step_id] = step.attempts
 
 
 def replay(run_id: str, spec: WorkflowSpec, records: list[tuple[float, Any]]) -> Replayed:
@@ -182,7 +182,6 @@ def replay(run_id: str, spec: WorkflowSpec, records: list[tuple[float, Any]]) ->
     recorder = RunRecorder(run_id, spec)
     recorder.session = 0
     done = Replayed(recorder=recorder, ended=None, duration_s=0.0)
-    base: dict[str, int] = {}  # step -> attempts made in earlier sessions
     began: float | None = None
     last = 0.0
     for at, record in records:
@@ -193,7 +192,7 @@ def replay(run_id: str, spec: WorkflowSpec, records: list[tuple[float, Any]]) ->
                     done.resumed_at.append(at)
                 done.ended, began = None, at
                 done.functions = dict(record.functions)
-                _new_session(recorder, record, base)
+                _new_session(recorder, record)
             case RunEnded():
                 done.ended = record
                 if record.status == "cancelled":
@@ -201,11 +200,7 @@ def replay(run_id: str, spec: WorkflowSpec, records: list[tuple[float, Any]]) ->
             case protocol.RunFinished():
                 recorder.apply(record)
             case _ if getattr(record, "step", None) in recorder.steps:
-                if base.get(record.step) and getattr(record, "attempt", 0) > 0:
-                    record = msgspec.structs.replace(
-                        record, attempt=record.attempt + base[record.step]
-                    )
-                recorder.apply(record)
+                recorder.apply(record)  # attempts are numbered across sessions already
         last = at
     if began is not None:
         done.duration_s += done.ended.duration_s if done.ended else last - began

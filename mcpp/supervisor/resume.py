@@ -48,6 +48,7 @@ async def _run_session(
     run_id: str,
     *,
     completed: Mapping[str, bytes],
+    attempts_before: Mapping[str, int] | None = None,
     on_event: EventHook | None,
     handle_signals: bool,
 ) -> RunResult:
@@ -66,6 +67,7 @@ async def _run_session(
                 spec,
                 run_id=run_id,
                 completed=completed,
+                attempts_before=attempts_before,
                 on_event=hook,
                 handle_signals=handle_signals,
                 home=journal.path.parent,
@@ -173,6 +175,9 @@ async def resume_async(
                 current,
                 run_id,
                 completed={step: run.completed[step] for step in plan.reused},
+                attempts_before={
+                    step_id: record.attempts for step_id, record in run.result.steps.items()
+                },
                 on_event=on_event,
                 handle_signals=handle_signals,
             )

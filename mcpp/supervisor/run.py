@@ -67,13 +67,15 @@ async def run_spec(
     *,
     run_id: str | None = None,
     completed: Mapping[str, bytes] | None = None,
+    attempts_before: Mapping[str, int] | None = None,
     on_event: EventHook | None = None,
     handle_signals: bool = True,
     home: str | os.PathLike[str] | None = None,
 ) -> RunResult:
     """Run ``spec`` through a coordinator actor and step actors; return the run result.
 
-    ``completed`` maps steps that already succeeded (resume) to their encoded results.
+    ``completed`` maps steps that already succeeded (resume) to their encoded results;
+    ``attempts_before`` the attempts steps made in earlier sessions (their numbering goes on).
     ``on_event(recorder, event)`` is called after each event is recorded. With
     ``handle_signals`` (main thread only), SIGINT/SIGTERM cancel the run.
 
@@ -107,6 +109,7 @@ async def run_spec(
             identities=identities,
             log_dir=str(log_dir),
             log_cap=cap,
+            attempts_before=dict(attempts_before or {}),
         )
         async with trio.open_nursery() as nursery:
             with trio.CancelScope() as run_scope:

@@ -154,3 +154,46 @@ def test_editing_a_succeeded_steps_function_reruns_it_and_its_dependents_and_say
     assert again.returncode == 0 and "runs again" not in again.stderr
     assert document(again) == resumed
     assert ran(world) == {"first": 2, "second": 2, "third": 2, "lone": 2}
+
+
+RETRIED = """
+[[steps]]
+id = "first"
+run = "wfsteps:first"
+
+[[steps]]
+id = "second"
+run = "wfsteps:second"
+depends_on = ["first"]
+args = {{ ok = {ok} }}
+retries = 1
+"""
+
+
+def test_a_resumed_session_numbers_attempts_on_with_a_log_each_and_its_own_retry_budget(
+    world: World,
+) -> None:
+    steps_module(world)
+    wf = workflow(world, RETRIED.format(ok="false"))
+    first = document(mcpp(world, "spawn", "--json", str(wf)))
+    assert [h["attempt"] for h in first["steps"]["second"]["history"]] == [1, 2]
+
+    again = document(mcpp(world, "resume", "last", "--json"))  # not fixed yet: 2 more attempts
+    assert [(h["attempt"], h["session"]) for h in again["steps"]["second"]["history"]] == [
+        (1, 1),
+        (2, 1),
+        (3, 2),
+        (4, 2),
+    ]
+    workflow(world, RETRIED.format(ok="true"))
+    fixed = document(mcpp(world, "resume", "last", "--json"))
+    assert fixed["status"] == "succeeded" and fixed["steps"]["second"]["attempts"] == 5
+    assert ran(world) == {"first": 1, "second": 5}
+
+    latest = mcpp(world, "logs", "last", "second")
+    assert latest.returncode == 0, latest.stderr
+    assert latest.stdout == "second ok=True\n"  # the latest attempt's log alone
+    for attempt in ("1", "2", "3", "4"):
+        earlier = mcpp(world, "logs", "last", "second", "--attempt", attempt)
+        assert earlier.stdout.startswith("second ok=False\n"), (attempt, earlier.stdout)
+        assert "ok=True" not in earlier.stdout
