@@ -6,8 +6,8 @@ the actor tree, the step, the tear-down). "Cold" means a new interpreter; the op
 file cache is warm after the first repetition. The baseline is a new interpreter that runs one
 call on a stdlib ``ProcessPoolExecutor`` and exits; ``python -c pass`` is reported as the floor.
 ``cli_help_s`` and ``cli_status_s`` time ``mcpp --help`` and ``mcpp status`` (an empty home)
-the same way, against the floor. The mcpp package's own modules are byte-compiled first
-(``compileall``), as an installed wheel's are (``[tool.uv] compile-bytecode``).
+the same way, against the floor. The environment's modules (mcpp's and its dependencies') are
+byte-compiled first (``compileall``), as ``pip install`` does by default.
 
     python -m mcpp.benchmarks.startup [--repeat R] [--json]
 """
@@ -56,12 +56,15 @@ def time_process(cmd: Sequence[str], timeout: float) -> float:
 
 
 def compile_package() -> None:
-    """Byte-compile the mcpp package's modules where they are (as installing a wheel with
-    ``compile-bytecode`` does; an editable install's sources are not compiled, and with
-    ``PYTHONDONTWRITEBYTECODE`` set every process would compile each module it imports)."""
+    """Byte-compile mcpp's modules and the environment's (as ``pip install`` does; an
+    editable install's sources are not compiled, and with ``PYTHONDONTWRITEBYTECODE`` set every
+    process would compile each module it imports)."""
+    import sysconfig
+
     import mcpp
 
     compileall.compile_dir(os.path.dirname(mcpp.__file__), quiet=1)
+    compileall.compile_dir(sysconfig.get_paths()["purelib"], quiet=1)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -57,8 +57,6 @@ def status_command(args: argparse.Namespace) -> int:
     """Run ``status``: 0 when shown (no journal: nothing to show), 2 for an unknown run id."""
     import msgspec
 
-    from mcpp.cli.failures import print_failures
-    from mcpp.cli.progress import summary
     from mcpp.home import RunIdError
     from mcpp.supervisor.journal import Journal, JournalError
 
@@ -84,6 +82,9 @@ def status_command(args: argparse.Namespace) -> int:
         if args.json:
             sys.stdout.buffer.write(result.to_json() + b"\n")
         else:
+            from mcpp.cli.failures import print_failures
+            from mcpp.cli.progress import summary
+
             console = stdout_console()
             summary(result, console)
             print_failures(result, console)

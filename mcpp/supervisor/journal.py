@@ -57,17 +57,13 @@ from mcpp.supervisor.replay import (
     encode_record,
     spec_hash,
 )
-from mcpp.supervisor.writer import FLUSH_EVENTS, FLUSH_INTERVAL, JournalWriter
 from mcpp.workflow.spec import WorkflowSpec
 
 __all__ = [
-    "FLUSH_EVENTS",
-    "FLUSH_INTERVAL",
     "Journal",
     "JournalError",
     "JournalReader",
     "JournalRun",
-    "JournalWriter",
     "RunEnded",
     "RunStarted",
     "RunSummary",
@@ -81,8 +77,9 @@ _NO_RESULT: Final = msgspec.Raw(b"\xc0")  # what a row holds in place of a resul
 class Journal(JournalReader):
     """A journal database that is read and written (created, private, if missing).
 
-    Safe to use from one thread at a time (the :class:`JournalWriter` hands it to a worker
-    thread and waits). Several processes may share one file: SQLite serialises their writes.
+    Safe to use from one thread at a time (the :class:`~mcpp.supervisor.writer.JournalWriter`
+    hands it to a worker thread and waits). Several processes may share one file: SQLite
+    serialises their writes.
     Raises JournalError when the file cannot be opened or is not a journal.
     """
 

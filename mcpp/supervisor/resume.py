@@ -28,10 +28,11 @@ import msgspec
 import trio
 
 from mcpp.supervisor.changes import ResumePlan, function_hashes, plan_resume
-from mcpp.supervisor.journal import Journal, JournalError, JournalRun, JournalWriter, RunEnded
+from mcpp.supervisor.journal import Journal, JournalError, JournalRun, RunEnded
 from mcpp.supervisor.manage import apply_retention, keep_runs_setting
 from mcpp.supervisor.results import RunResult
 from mcpp.supervisor.run import EventHook, new_run_id, run_spec
+from mcpp.supervisor.writer import JournalWriter
 from mcpp.workflow.loader import load_workflow_spec
 from mcpp.workflow.spec import WorkflowSpec
 

@@ -26,9 +26,10 @@ from mcpp.cli.main import main as cli_main
 from mcpp.protocol import ErrorInfo, StepFailed, StepSkipped, StepStarted, StepSucceeded
 from mcpp.supervisor.blobs import BLOB_THRESHOLD
 from mcpp.supervisor.changes import plan_resume
-from mcpp.supervisor.journal import Journal, JournalError, JournalWriter, RunEnded, journal_path
+from mcpp.supervisor.journal import Journal, JournalError, RunEnded, journal_path
 from mcpp.supervisor.manage import parse_age
 from mcpp.supervisor.resume import resume
+from mcpp.supervisor.writer import JournalWriter
 from mcpp.workflow.spec import StepSpec, WorkflowSpec
 from tests.runs_cli import journal_rows
 
