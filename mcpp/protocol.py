@@ -106,6 +106,8 @@ class RunWorkflow(Versioned, frozen=True, tag="run_workflow"):
     ``attempts_before`` maps steps to the attempts they made in earlier sessions of this run
     (resume): this session numbers their attempts after those, so an attempt number (and its
     log file) names one attempt of the whole run; retry budgets count this session's only.
+    ``spill_dir`` is the run's spill folder (:mod:`mcpp.spill`; ``None``: results travel
+    inline): large results are files there and travel as references.
     """
 
     run_id: str
@@ -117,6 +119,7 @@ class RunWorkflow(Versioned, frozen=True, tag="run_workflow"):
     log_dir: str | None = None
     log_cap: int | None = None
     attempts_before: dict[str, int] = {}
+    spill_dir: str | None = None
 
 
 class CancelRun(Message, frozen=True, tag="cancel_run"):
@@ -136,6 +139,8 @@ class StartStep(Versioned, frozen=True, tag="start_step"):
     succeeded on this worker, and is dropped without a word otherwise. ``keep`` asks the worker
     to keep this step's result for such a follower. ``log_dir`` and ``log_cap`` are the run's
     (:class:`RunWorkflow`): where the attempt's output is kept, and how much of it.
+    ``spill_dir`` is the run's spill folder, where a large result is written (its ``result``
+    is then a reference to the file, :mod:`mcpp.spill`).
     """
 
     run_id: str
@@ -151,6 +156,7 @@ class StartStep(Versioned, frozen=True, tag="start_step"):
     timeout: float | None = None
     log_dir: str | None = None
     log_cap: int | None = None
+    spill_dir: str | None = None
 
 
 class StartBatch(Message, frozen=True, tag="start_batch"):
@@ -354,5 +360,11 @@ def encode_value(value: Any, *, step: str) -> msgspec.Raw:
 
 
 def decode_value(raw: msgspec.Raw | bytes) -> Any:
-    """Decode a value encoded by :func:`encode_value`."""
-    return msgspec.msgpack.decode(raw)
+    """Decode a value encoded by :func:`encode_value`; a large result that travelled as a
+    reference to its file (:mod:`mcpp.spill`) is read from that file.
+
+    Raises ValueError for a reference outside a run's spill folder, OSError for a missing file.
+    """
+    from mcpp import spill
+
+    return spill.decode(raw)

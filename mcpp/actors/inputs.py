@@ -67,4 +67,5 @@ class Inputs:
             timeout=step.timeout,
             log_dir=self._run.log_dir,
             log_cap=self._run.log_cap,
+            spill_dir=self._run.spill_dir,
         )

@@ -19,7 +19,7 @@ from typing import Any
 import msgspec
 import trio
 
-from mcpp import protocol
+from mcpp import protocol, spill
 from mcpp.actors import contain, coordinate, tractor
 from mcpp.actors.launch import child_process, process_death, stop_actor
 from mcpp.errors import ClusterError, RunError
@@ -73,6 +73,8 @@ class RunChannel:
 
     async def events(self) -> AsyncIterator[protocol.Event]:
         """Yield decoded events until ``RunFinished`` (included); heartbeats are not events.
+        A large result that travelled as a reference to its file is read back first: a
+        ``StepSucceeded`` yielded holds the result's bytes.
 
         Raises RunError if the coordinator fails (naming its error) or its process dies first
         (ClusterError, a RunError, when it could not reach its Dask cluster), ProtocolError on
@@ -84,6 +86,9 @@ class RunChannel:
             for item in items:
                 if isinstance(item, protocol.Heartbeat | protocol.EventBatch):
                     continue
+                if isinstance(item, protocol.StepSucceeded) and spill.is_ref(item.result):
+                    result = await trio.to_thread.run_sync(spill.materialize, item.result)
+                    item = msgspec.structs.replace(item, result=result)
                 yield item
                 if isinstance(item, protocol.RunFinished):
                     return
@@ -132,20 +137,26 @@ async def open_tree(run: RunWorkflow) -> AsyncIterator[RunChannel]:
 
     The run gets a private folder for the files its actors share (``TMPDIR/mcpp-run-RUN_ID``):
     the coordinator makes it (0700) and removes it, also when it exits for a dead supervisor;
-    this removes it too, in case the coordinator died. In a process that
+    this removes it too, in case the coordinator died. Its spill folder (:mod:`mcpp.spill`,
+    large results) is made (0700) and removed here, after the last event is read; the
+    coordinator removes it only when it exits for a dead supervisor. In a process that
     :func:`mcpp.actors.contain.become_subreaper` made a subreaper (the CLI's supervisor), every
     child but the coordinator is an orphan of the run and is ended, and nothing of the run is
     left when this returns.
     """
     run_dir = os.path.join(tempfile.gettempdir(), f"mcpp-run-{run.run_id}")
+    spill_dir = spill.folder_for(run.run_id)
     try:
-        async with open_actors(msgspec.structs.replace(run, run_dir=run_dir)) as channel:
+        os.mkdir(spill_dir, 0o700)
+        run = msgspec.structs.replace(run, run_dir=run_dir, spill_dir=spill_dir)
+        async with open_actors(run) as channel:
             yield channel
     finally:
         with trio.CancelScope(shield=True):  # a second Ctrl-C stops waiting, not cleaning
             if contain.is_subreaper():
                 await trio.to_thread.run_sync(contain.end_descendants)
             shutil.rmtree(run_dir, ignore_errors=True)
+            shutil.rmtree(spill_dir, ignore_errors=True)
 
 
 @asynccontextmanager

@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 import trio
 
-from mcpp import protocol
+from mcpp import protocol, spill
 from mcpp.actors import contain
 from mcpp.actors.capture import OutputCapture, with_stderr_tail
 from mcpp.actors.hygiene import ProcessState, Unrestorable
@@ -232,7 +232,7 @@ class BatchRunner:
                     )
                 else:
                     value = fn(**kwargs)
-                result = protocol.encode_value(value, step=start.step)
+                result = spill.spill(protocol.encode_value(value, step=start.step), start.spill_dir)
             except Exception as exc:
                 outcome = StepFailed(
                     step=start.step,

@@ -17,7 +17,7 @@ import msgspec
 import outcome
 import trio
 
-from mcpp import calls, protocol
+from mcpp import calls, protocol, spill
 from mcpp.actors import contain, tractor
 from mcpp.actors.capture import OutputCapture, with_stderr_tail
 from mcpp.actors.parentwatch import watch_parent
@@ -80,7 +80,8 @@ async def call(start: StartStep) -> msgspec.Raw:
     fn = resolve(start.target, import_paths=start.import_paths, main_path=start.main_path)
     kwargs: dict[str, Any] = protocol.decode_value(start.kwargs)
     value = await calls.call(fn, kwargs=kwargs, abandon_on_cancel=True)
-    return protocol.encode_value(value, step=start.step)
+    result = protocol.encode_value(value, step=start.step)
+    return await trio.to_thread.run_sync(spill.spill, result, start.spill_dir)
 
 
 async def run_start(

@@ -5,7 +5,7 @@ the payload crosses ``hops`` edges, timed in-run (:class:`~mcpp.benchmarks.commo
 same chain with an empty payload runs in each repetition: ``extra_per_hop_ms`` is the cost of
 moving the payload once, free of the per-step overhead ``dispatch`` measures. Journal off.
 
-    python -m mcpp.benchmarks.payload [--sizes-mib 1,10] [--hops H] [--repeat R] [--json]
+    python -m mcpp.benchmarks.payload [--sizes-mib 1,10,100] [--hops H] [--repeat R] [--json]
 """
 
 from __future__ import annotations
@@ -26,7 +26,9 @@ def parser() -> argparse.ArgumentParser:
     """The options of this benchmark."""
     p = common.base_parser("payload", "Time to pass large results on.", workers=common.CPUS)
     sizes = common.comma_list(float)
-    p.add_argument("--sizes-mib", type=sizes, default=[1.0, 10.0], help="payload MiB (1,10)")
+    p.add_argument(
+        "--sizes-mib", type=sizes, default=[1.0, 10.0, 100.0], help="payload MiB (1,10,100)"
+    )
     p.add_argument("--hops", type=int, default=3, help="step-to-step hops per chain (3)")
     return p
 

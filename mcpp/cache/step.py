@@ -35,6 +35,7 @@ from typing import Any, Self
 
 import msgspec
 
+from mcpp import spill
 from mcpp.cache import CacheBackend, SQLiteCache, hash_result, parse_ttl
 from mcpp.cache.keys import function_hash, step_key
 from mcpp.errors import WorkflowError
@@ -193,7 +194,7 @@ class StepCache:
             if upstream_key is not None:
                 tokens[upstream_id] = f"key:{upstream_key}"
             else:
-                tokens[upstream_id] = f"result:{hash_result(bytes(result))}"
+                tokens[upstream_id] = f"result:{hash_result(spill.read(result))}"
         try:
             key = step_key(identity, args, tokens)
         except TypeError as exc:
@@ -217,7 +218,8 @@ class StepCache:
         if key is None or self._backend is None or step_id not in self._identities:
             return False
         try:
-            return self._backend.put(key, bytes(result), step_id=step_id, ttl=self._ttls[step_id])
-        except sqlite3.Error as exc:
+            data = spill.read(result)  # a large result is read from its file for the cache only
+            return self._backend.put(key, data, step_id=step_id, ttl=self._ttls[step_id])
+        except (sqlite3.Error, OSError, ValueError) as exc:
             _log.warning("result cache store of step %r failed: %s", step_id, exc)
             return False

@@ -1,0 +1,135 @@
+"""Large results out of band: a file in the run's spill folder, a small reference on the wire.
+
+A step's encoded result of at least :data:`SPILL_THRESHOLD` bytes is written once, by the
+actor that produced it, into the run's spill folder (``/dev/shm/mcpp-spill-RUN_ID``, 0700,
+files 0600; the temp folder where there is no ``/dev/shm``), and the ``msgspec.Raw`` that
+travels in ``StepSucceeded`` and in the next ``StartStep``'s kwargs is a MessagePack extension
+value naming that file (:data:`REF_CODE`). The coordinator forwards the reference like any
+other result and never reads the file; the consumer's :func:`decode` maps the file and decodes
+from it; the supervisor reads it once (:func:`materialize`) before anything records the result,
+so the journal and the result document hold the value itself.
+
+The folder is made and removed by the supervisor around the run (:func:`mcpp.actors.root.
+open_tree`), and removed by the coordinator too when its supervisor dies. A reference is only
+followed into a spill folder (``mcpp-spill-`` under the spill root); its file is MessagePack,
+never unpickled.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import secrets
+import tempfile
+from typing import Any, Final
+
+import msgspec
+
+__all__ = [
+    "REF_CODE",
+    "SPILL_THRESHOLD",
+    "decode",
+    "folder_for",
+    "is_ref",
+    "materialize",
+    "read",
+    "spill",
+]
+
+SPILL_THRESHOLD: Final = 1 << 20
+"""Encoded results of at least this many bytes travel as a file (1 MiB)."""
+
+REF_CODE: Final = 77
+"""The MessagePack extension type code of a reference to a spilled result."""
+
+_PREFIX: Final = "mcpp-spill-"
+_encoder = msgspec.msgpack.Encoder()
+
+
+def spill_root() -> str:
+    """Where spill folders go: ``/dev/shm`` (memory) when it exists, else the temp folder."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+
+
+def folder_for(run_id: str) -> str:
+    """The spill folder of run ``run_id`` (not created)."""
+    return os.path.join(spill_root(), _PREFIX + run_id)
+
+
+def spill(raw: msgspec.Raw, folder: str | None) -> msgspec.Raw:
+    """``raw``, or, when it is large and the run has a spill ``folder``, a reference to a new
+    file in ``folder`` holding it. Raises OSError if the file cannot be written (the folder
+    is gone: the run is over)."""
+    if folder is None or len(raw) < SPILL_THRESHOLD:
+        return raw
+    path = os.path.join(folder, secrets.token_hex(12))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        view = memoryview(raw)
+        while view:
+            view = view[os.write(fd, view) :]
+    except BaseException:
+        os.unlink(path)
+        raise
+    finally:
+        os.close(fd)
+    return msgspec.Raw(_encoder.encode(msgspec.msgpack.Ext(REF_CODE, path.encode())))
+
+
+def _checked_path(data: bytes | memoryview) -> str:
+    """The file a reference names; ValueError unless it is in a spill folder."""
+    path = os.path.normpath(bytes(data).decode())
+    folder, name = os.path.split(path)
+    parent, base = os.path.split(folder)
+    if parent != spill_root() or not base.startswith(_PREFIX) or not name:
+        raise ValueError(f"a result reference outside the run's spill folder: {path!r}")
+    return path
+
+
+def is_ref(raw: bytes | msgspec.Raw) -> bool:
+    """Whether ``raw`` is a reference to a spilled result (not the result itself): one
+    MessagePack ext 8 or ext 16 value of type :data:`REF_CODE`."""
+    data = memoryview(raw)
+    if len(data) > 3 and data[0] == 0xC7:
+        return data[2] == REF_CODE and len(data) == 3 + data[1]
+    if len(data) > 4 and data[0] == 0xC8:
+        return data[3] == REF_CODE and len(data) == 4 + int.from_bytes(data[1:3], "big")
+    return False
+
+
+def read(raw: bytes | msgspec.Raw) -> bytes:
+    """The encoded result ``raw`` refers to (``raw`` itself when it is no reference).
+
+    Raises ValueError for a reference outside a spill folder, OSError for a missing file.
+    """
+    if not is_ref(raw):
+        return bytes(raw)
+    ext = msgspec.msgpack.decode(raw)
+    with open(_checked_path(ext.data), "rb") as file:
+        return file.read()
+
+
+def materialize(raw: msgspec.Raw) -> msgspec.Raw:
+    """``raw`` with a reference replaced by the bytes it names (see :func:`read`)."""
+    return raw if not is_ref(raw) else msgspec.Raw(read(raw))
+
+
+def _ext_hook(code: int, data: memoryview) -> Any:
+    if code != REF_CODE:
+        return msgspec.msgpack.Ext(code, bytes(data))
+    with open(_checked_path(data), "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        if size == 0:
+            raise ValueError("an empty spilled result")
+        with mmap.mmap(file.fileno(), size, access=mmap.ACCESS_READ) as mapped:
+            return _decoder.decode(mapped)
+
+
+_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(ext_hook=_ext_hook)
+
+
+def decode(raw: bytes | msgspec.Raw | memoryview) -> Any:
+    """Decode MessagePack whose results may be references: each is read from its file
+    (mapped, never loaded whole first). Raises ValueError for a reference outside a spill
+    folder, OSError for a missing file, msgspec.DecodeError for bad bytes."""
+    return _decoder.decode(raw)

@@ -1,0 +1,137 @@
+"""Large results (tests/steps/payload_steps.py), driven through the CLI: a result above the
+spill threshold travels as a file in the run's spill folder (mcpp/spill.py), byte for byte,
+and nothing of it is left after the run, however the run ends (the ``world`` fixture fails a
+test that leaves a ``/dev/shm`` entry or a temporary file)."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import psutil
+import pytest
+
+from tests.steps.payload_steps import MIB, pattern
+from tests.world import World, read_pids, run_cli, start_cli, write_workflow
+
+pytestmark = pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="the run's processes are checked on Linux"
+)
+
+STEPS = "tests.steps.payload_steps"
+
+
+def table(id: str, fn: str, *depends_on: str, **args: Any) -> dict[str, Any]:
+    """A ``[[steps]]`` table running ``STEPS:fn``."""
+    t: dict[str, Any] = {"id": id, "run": f"{STEPS}:{fn}"}
+    if depends_on:
+        t["depends_on"] = list(depends_on)
+    if args:
+        t["args"] = args
+    return t
+
+
+def workflow(world: World, steps: list[dict[str, Any]], mode: str) -> Path:
+    opts: dict[str, Any] = {"actors": mode}
+    if mode == "pool":
+        opts["workers"] = 2
+    return write_workflow(world.workdir / "wf.toml", steps, name="payload", **opts)
+
+
+def shm_spill_folders() -> list[str]:
+    """The spill folders of runs alive on this machine (ours and other tests')."""
+    return [p.name for p in Path("/dev/shm").glob("mcpp-spill-*")]
+
+
+@pytest.mark.timeout(180)
+def test_a_100_mib_result_round_trips_byte_for_byte(world: World, mode: str) -> None:
+    mib = 100
+    expected = hashlib.sha256(pattern(mib)).hexdigest()
+    wf = workflow(
+        world,
+        [
+            table("make", "make", mib=mib),
+            table("relay", "relay", "make"),
+            table("check", "digest", "relay"),
+        ],
+        mode,
+    )
+    r = run_cli(world, wf, timeout=150)
+    assert r.code == 0, f"exit {r.code}; stderr: {r.stderr[-3000:]}"
+    assert r.step("check")["result"] == {"sha256": expected, "size": mib * MIB}
+    shown = r.step("relay")["result"]  # what the supervisor got back, as the JSON shows bytes
+    data = base64.b64decode(shown) if isinstance(shown, str) else bytes(shown)
+    assert hashlib.sha256(data).hexdigest() == expected
+    world.assert_clean(10)
+
+
+def test_a_failed_consumer_leaves_no_segment(world: World, mode: str) -> None:
+    wf = workflow(world, [table("make", "make", mib=8), table("eat", "fail_on", "make")], mode)
+    r = run_cli(world, wf, timeout=60)
+    assert r.code == 1, f"exit {r.code}; stderr: {r.stderr[-3000:]}"
+    assert r.status("make") == "succeeded"
+    assert r.status("eat") == "failed"
+    assert r.error("eat")["message"] == "the consumer fails"
+    world.assert_clean(10)
+
+
+@pytest.mark.timeout(90)
+def test_sigkill_of_the_supervisor_mid_run_leaves_no_segment(world: World, mode: str) -> None:
+    held = world.workdir / "held.pid"
+    wf = workflow(
+        world,
+        [table("make", "make", mib=8), table("held", "hold", "make", pid_file=str(held))],
+        mode,
+    )
+    cli = start_cli(world, wf)
+    cli.wait_for_file(held)
+    ours = [n for n in shm_spill_folders() if any(Path("/dev/shm", n).iterdir())]
+    assert ours, "the large result is not in a spill folder while its consumer runs"
+    pids = read_pids(held)
+    cli.proc.kill()
+    cli.proc.wait(timeout=10)
+    world.assert_clean(10, pids=pids)
+
+
+@pytest.mark.timeout(120)
+def test_the_coordinator_does_not_hold_a_large_result(world: World, mode: str) -> None:
+    mib = 256
+    held = world.workdir / "held.pid"
+    wf = workflow(
+        world,
+        [
+            table("make", "make", mib=mib),
+            table("relay", "relay", "make"),
+            table("held", "hold", "relay", pid_file=str(held), seconds=0.5),
+        ],
+        mode,
+    )
+    cli = start_cli(world, wf)
+    peak = {"coordinator": 0}
+    done = threading.Event()
+
+    def watch() -> None:  # the coordinator's resident memory, sampled while the run lasts
+        while not done.is_set():
+            try:
+                for child in psutil.Process(cli.pid).children():
+                    if "coordinat" in " ".join(child.cmdline()):
+                        peak["coordinator"] = max(peak["coordinator"], child.memory_info().rss)
+            except psutil.Error:  # a process that just exited: the next sample tells
+                pass
+            done.wait(0.01)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        r = cli.finish(100)
+    finally:
+        done.set()
+        watcher.join()
+    assert r.code == 0, f"exit {r.code}; stderr: {r.stderr[-3000:]}"
+    assert peak["coordinator"] > 0, "the coordinator was never seen"
+    assert peak["coordinator"] < mib * MIB // 2, peak
+    world.assert_clean(10)
