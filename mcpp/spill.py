@@ -1,7 +1,7 @@
 """Large results out of band: a file in the run's spill folder, a small reference on the wire.
 
 A step's encoded result of at least :data:`SPILL_THRESHOLD` bytes is written once, by the
-actor that produced it, into the run's spill folder (``/dev/shm/mcpp-spill-RUN_ID``, 0700,
+actor that produced it, into the run's spill folder (``/dev/shm/mcpp-spill-RUN_ID-*``, 0700,
 files 0600; the temp folder where there is no ``/dev/shm``), and the ``msgspec.Raw`` that
 travels in ``StepSucceeded`` and in the next ``StartStep``'s kwargs is a MessagePack extension
 value naming that file (:data:`REF_CODE`). The coordinator forwards the reference like any
@@ -9,10 +9,10 @@ other result and never reads the file; the consumer's :func:`decode` maps the fi
 from it; the supervisor reads it once (:func:`materialize`) before anything records the result,
 so the journal and the result document hold the value itself.
 
-The folder is made and removed by the supervisor around the run (:func:`mcpp.actors.root.
-open_tree`), and removed by the coordinator too when its supervisor dies. A reference is only
-followed into a spill folder (``mcpp-spill-`` under the spill root); its file is MessagePack,
-never unpickled.
+The folder is made by the coordinator (its removal on a dead supervisor registered first) and
+removed by the supervisor after the run's last event (:func:`mcpp.actors.root.open_tree`).
+A reference is only followed into a spill folder (``mcpp-spill-`` under the spill root); its
+file is MessagePack, never unpickled.
 """
 
 from __future__ import annotations
@@ -52,8 +52,10 @@ def spill_root() -> str:
 
 
 def folder_for(run_id: str) -> str:
-    """The spill folder of run ``run_id`` (not created)."""
-    return os.path.join(spill_root(), _PREFIX + run_id)
+    """A new spill folder path for run ``run_id`` (not created): random, so that a resumed
+    run or a folder left by a killed run never collides, and no other user can take it first
+    (the coordinator makes it with ``os.mkdir``, 0700, which fails on a folder that exists)."""
+    return os.path.join(spill_root(), f"{_PREFIX}{run_id}-{secrets.token_hex(8)}")
 
 
 def spill(raw: msgspec.Raw, folder: str | None) -> msgspec.Raw:

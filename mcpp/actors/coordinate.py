@@ -53,8 +53,9 @@ async def coordinate(ctx: tractor.Context) -> None:
         if run.run_dir is not None:  # the cleanup is registered first: nothing is ever left
             on_exit(partial(shutil.rmtree, run.run_dir, ignore_errors=True))
             os.mkdir(run.run_dir, 0o700)
-        if run.spill_dir is not None:  # the supervisor's; removed here only if it died first
+        if run.spill_dir is not None:  # the supervisor removes it; this, if it died first
             on_exit(partial(shutil.rmtree, run.spill_dir, ignore_errors=True))
+            os.mkdir(run.spill_dir, 0o700)
         try:
             if run.spec.actors == "dask":  # no actor is started: no fork server either
                 await drive_on_dask(msgspec.structs.replace(run, spill_dir=None), stream)

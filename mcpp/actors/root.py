@@ -138,8 +138,8 @@ async def open_tree(run: RunWorkflow) -> AsyncIterator[RunChannel]:
     The run gets a private folder for the files its actors share (``TMPDIR/mcpp-run-RUN_ID``):
     the coordinator makes it (0700) and removes it, also when it exits for a dead supervisor;
     this removes it too, in case the coordinator died. Its spill folder (:mod:`mcpp.spill`,
-    large results) is made (0700) and removed here, after the last event is read; the
-    coordinator removes it only when it exits for a dead supervisor. In a process that
+    large results) is made by the coordinator too, but removed here, after the last event is
+    read; the coordinator removes it only when it exits for a dead supervisor. In a process that
     :func:`mcpp.actors.contain.become_subreaper` made a subreaper (the CLI's supervisor), every
     child but the coordinator is an orphan of the run and is ended, and nothing of the run is
     left when this returns.
@@ -147,7 +147,6 @@ async def open_tree(run: RunWorkflow) -> AsyncIterator[RunChannel]:
     run_dir = os.path.join(tempfile.gettempdir(), f"mcpp-run-{run.run_id}")
     spill_dir = spill.folder_for(run.run_id)
     try:
-        os.mkdir(spill_dir, 0o700)
         run = msgspec.structs.replace(run, run_dir=run_dir, spill_dir=spill_dir)
         async with open_actors(run) as channel:
             yield channel
