@@ -79,7 +79,8 @@ def logs_command(args: argparse.Namespace) -> int:
     if not shown and not args.json:
         what = f"step {args.step!r}" if args.step else "no step"
         attempt = f" (attempt {args.attempt})" if args.attempt is not None else ""
-        print(f"mcpp: {what}{attempt} of run {args.run_id} wrote nothing", file=sys.stderr)
+        verb = "wrote nothing" if args.step else "wrote anything"
+        print(f"mcpp: {what}{attempt} of run {args.run_id} {verb}", file=sys.stderr)
     return 0
 
 

@@ -193,9 +193,12 @@ def spawn_command(args: argparse.Namespace) -> int:
         print(dump_plan(spec))
         return 0
     from mcpp.supervisor.logs import log_cap
+    from mcpp.supervisor.manage import keep_runs_setting
 
     try:
-        log_cap()  # checked before anything is journalled or started
+        log_cap()  # settings checked before anything is journalled or started
+        if not args.no_journal:
+            keep_runs_setting()
     except MCPPError as exc:
         print(f"mcpp: {exc}", file=sys.stderr)
         return EXIT_USAGE
