@@ -138,6 +138,14 @@ def test_cancel_stops_a_run_started_elsewhere_and_resume_finishes_it(world: Worl
     wait_for(wait_running, 60, "the step 'wait' to be running")
     [run] = document(mcpp(world, "runs", "ls", "--json"))["runs"]
     assert run["status"] == "running"
+    held = document(mcpp(world, "status", run["run_id"], "--json"))["duration_s"]
+
+    def counting() -> bool:  # a running run's duration is its time so far, not a frozen one
+        [now] = document(mcpp(world, "runs", "ls", "--json"))["runs"]
+        doc = document(mcpp(world, "status", run["run_id"], "--json"))
+        return now["duration_s"] > held + 0.2 and doc["duration_s"] > held + 0.2
+
+    wait_for(counting, 30, "the running run's duration to grow")
 
     done = mcpp(world, "cancel", run["run_id"][:10])
     assert done.returncode == 0, done.stderr
