@@ -181,6 +181,12 @@ def test_a_failed_steps_record_carries_its_last_20_stderr_lines(world: World, mo
     assert error["stderr_tail"] == [f"complaint {i}" for i in range(10, 30)]
 
 
+def test_logging_warnings_and_errors_join_the_stderr_tail(world: World, mode: str) -> None:
+    wf = workflow(world, mode, task("loud", "fail_loud", args={"lines": 30, "log": True}))
+    tail = run_cli(world, wf).error("loud")["stderr_tail"]
+    assert tail == [f"complaint {i}" for i in range(11, 30)] + ["ERROR: loud: logged error"]
+
+
 def test_a_timed_out_step_gets_its_stderr_tail_from_its_log(world: World, mode: str) -> None:
     wf = workflow(world, mode, task("hang", "hang_loud", args={"lines": 3}, timeout=1.0))
     result = run_cli(world, wf)
