@@ -97,10 +97,9 @@ class AttemptLog:
         if tag == b"err":
             self.tail.extend(line.decode(errors="replace") for line in lines[-TAIL_LINES:])
         elif tag in TAIL_LEVELS:  # as logging's own handler would, they count as stderr
-            level = tag[len(b"log:") :].decode()
-            self.tail.extend(
-                f"{level}: {line.decode(errors='replace')}" for line in lines[-TAIL_LINES:]
-            )
+            texts = [line.decode(errors="replace") for line in lines]
+            texts[0] = f"{tag[len(b'log:') :].decode()}: {texts[0]}"  # a record's first line
+            self.tail.extend(texts[-TAIL_LINES:])
         if self.path is None:
             write_all(self.fallback, b"".join(line + b"\n" for line in lines))
             return
