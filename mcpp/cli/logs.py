@@ -86,7 +86,9 @@ def logs_command(args: argparse.Namespace) -> int:
 
 class Streamer:
     """``spawn --stream``: a thread that prints every step's new log lines, prefixed, while
-    the run ``run_id`` runs. :meth:`close` prints what is left and stops it."""
+    the run ``run_id`` runs. :meth:`close` prints what is left and stops it. :meth:`show`
+    (also called before each progress line, so that a step's output comes before the line that
+    says how it ended) may be called from any thread."""
 
     def __init__(self, run_id: str, steps: list[str], stream: TextIO) -> None:
         from mcpp.supervisor.logs import POLL, LogTail, logs_folder
@@ -96,6 +98,7 @@ class Streamer:
         self.width = prefix_width(steps)
         self.stream = stream
         self.stop = threading.Event()
+        self.lock = threading.Lock()
         self.thread = threading.Thread(target=self.run, name="mcpp-stream", daemon=True)
 
     def __enter__(self) -> Streamer:
@@ -112,7 +115,8 @@ class Streamer:
             self.show()
 
     def show(self) -> None:
-        lines = self.tail.poll()
-        if lines:
-            self.stream.write("".join(format_line(line, self.width) + "\n" for line in lines))
-            self.stream.flush()
+        with self.lock:
+            lines = self.tail.poll()
+            if lines:
+                self.stream.write("".join(format_line(line, self.width) + "\n" for line in lines))
+                self.stream.flush()

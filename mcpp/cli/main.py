@@ -227,7 +227,11 @@ def run_workflow(spec: WorkflowSpec, args: argparse.Namespace) -> int:
     with document_stdout(args.json) as out:
         with (
             Progress(quiet=args.quiet or args.json, live=not args.stream) as progress,
-            open_event_hook(args.events, progress.on_event, started=started) as on_event,
+            open_event_hook(
+                args.events,
+                streamed(streamer, progress.on_event) if args.stream else progress.on_event,
+                started=started,
+            ) as on_event,
             streamer if args.stream else contextlib.nullcontext(),
         ):
             run = run_journalled if journalled else run_spec
@@ -241,6 +245,17 @@ def run_workflow(spec: WorkflowSpec, args: argparse.Namespace) -> int:
         summary(result, console)
         print_failures(result, console)
     return result.exit_code
+
+
+def streamed(streamer: Any, then: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+    """``then``, after printing the step output the streamer has not shown yet (``--stream``:
+    a step's output comes before the progress line that says how it ended)."""
+
+    def hook(recorder: Any, event: Any) -> None:
+        streamer.show()
+        then(recorder, event)
+
+    return hook
 
 
 def resume_hint(run_id: str) -> str:

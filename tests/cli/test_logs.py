@@ -245,6 +245,26 @@ def test_stream_mirrors_each_line_after_its_step_id(world: World, mode: str) -> 
     assert not any("print-" in line for line in done.stderr.splitlines())
 
 
+def test_stream_shows_a_steps_output_before_the_line_that_says_it_ended(
+    world: World, mode: str
+) -> None:
+    wf = workflow(world, mode, task("talk", "chatty", args={"tag": "o"}))
+    done = subprocess.run(  # stdout and stderr in one pipe, in the order they were written
+        [sys.executable, "-m", "mcpp.supervisor", "spawn", "--no-journal", "--stream", str(wf)],
+        cwd=world.cwd,
+        env=cli_env(world),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout
+    lines = done.stdout.splitlines()
+    ended = next(i for i, line in enumerate(lines) if line.startswith("[mcpp] succeeded"))
+    assert lines.index("talk   | WARNING: warning-o") < ended, lines
+
+
 def test_stream_with_json_keeps_stdout_the_document(world: World) -> None:
     wf = workflow(world, "per_step", task("talk", "chatty", args={"tag": "j"}))
     result = run_cli(world, wf, "--stream")
