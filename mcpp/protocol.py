@@ -83,7 +83,8 @@ class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
     """A boxed exception: its type name, message and the remote traceback text.
 
     ``stderr_tail`` holds the last lines (up to 20) the failed attempt wrote to its standard
-    error, oldest first (see :mod:`mcpp.steplog`).
+    error, ``logging`` records at WARNING and above as ``LEVEL: message``, oldest first (see
+    :mod:`mcpp.steplog`).
     """
 
     type: str

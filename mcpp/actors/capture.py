@@ -55,6 +55,9 @@ from mcpp.steplog import (
 
 __all__ = ["AttemptLog", "OutputCapture", "with_stderr_tail"]
 
+TAIL_LEVELS = frozenset({b"log:WARNING", b"log:ERROR", b"log:CRITICAL"})
+"""``logging`` records that join the stderr tail (what logging's default handler prints)."""
+
 CHUNK: Final = 64 * 1024
 FORMATTER: Final = logging.Formatter("%(message)s")
 OPEN_FLAGS: Final = os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC
@@ -93,6 +96,10 @@ class AttemptLog:
         """Write whole ``lines`` (no line breaks) of stream ``tag``."""
         if tag == b"err":
             self.tail.extend(line.decode(errors="replace") for line in lines[-TAIL_LINES:])
+        elif tag in TAIL_LEVELS:  # as logging's own handler would, they count as stderr
+            texts = [line.decode(errors="replace") for line in lines]
+            texts[0] = f"{tag[len(b'log:') :].decode()}: {texts[0]}"  # a record's first line
+            self.tail.extend(texts[-TAIL_LINES:])
         if self.path is None:
             write_all(self.fallback, b"".join(line + b"\n" for line in lines))
             return

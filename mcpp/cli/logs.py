@@ -79,13 +79,16 @@ def logs_command(args: argparse.Namespace) -> int:
     if not shown and not args.json:
         what = f"step {args.step!r}" if args.step else "no step"
         attempt = f" (attempt {args.attempt})" if args.attempt is not None else ""
-        print(f"mcpp: {what}{attempt} of run {args.run_id} wrote nothing", file=sys.stderr)
+        verb = "wrote nothing" if args.step else "wrote anything"
+        print(f"mcpp: {what}{attempt} of run {args.run_id} {verb}", file=sys.stderr)
     return 0
 
 
 class Streamer:
     """``spawn --stream``: a thread that prints every step's new log lines, prefixed, while
-    the run ``run_id`` runs. :meth:`close` prints what is left and stops it."""
+    the run ``run_id`` runs. :meth:`close` prints what is left and stops it. :meth:`show`
+    (also called before each progress line, so that a step's output comes before the line that
+    says how it ended) may be called from any thread."""
 
     def __init__(self, run_id: str, steps: list[str], stream: TextIO) -> None:
         from mcpp.supervisor.logs import POLL, LogTail, logs_folder
@@ -95,6 +98,7 @@ class Streamer:
         self.width = prefix_width(steps)
         self.stream = stream
         self.stop = threading.Event()
+        self.lock = threading.Lock()
         self.thread = threading.Thread(target=self.run, name="mcpp-stream", daemon=True)
 
     def __enter__(self) -> Streamer:
@@ -111,7 +115,8 @@ class Streamer:
             self.show()
 
     def show(self) -> None:
-        lines = self.tail.poll()
-        if lines:
-            self.stream.write("".join(format_line(line, self.width) + "\n" for line in lines))
-            self.stream.flush()
+        with self.lock:
+            lines = self.tail.poll()
+            if lines:
+                self.stream.write("".join(format_line(line, self.width) + "\n" for line in lines))
+                self.stream.flush()

@@ -193,9 +193,12 @@ def spawn_command(args: argparse.Namespace) -> int:
         print(dump_plan(spec))
         return 0
     from mcpp.supervisor.logs import log_cap
+    from mcpp.supervisor.manage import keep_runs_setting
 
     try:
-        log_cap()  # checked before anything is journalled or started
+        log_cap()  # settings checked before anything is journalled or started
+        if not args.no_journal:
+            keep_runs_setting()
     except MCPPError as exc:
         print(f"mcpp: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -224,7 +227,11 @@ def run_workflow(spec: WorkflowSpec, args: argparse.Namespace) -> int:
     with document_stdout(args.json) as out:
         with (
             Progress(quiet=args.quiet or args.json, live=not args.stream) as progress,
-            open_event_hook(args.events, progress.on_event, started=started) as on_event,
+            open_event_hook(
+                args.events,
+                streamed(streamer, progress.on_event) if args.stream else progress.on_event,
+                started=started,
+            ) as on_event,
             streamer if args.stream else contextlib.nullcontext(),
         ):
             run = run_journalled if journalled else run_spec
@@ -238,6 +245,17 @@ def run_workflow(spec: WorkflowSpec, args: argparse.Namespace) -> int:
         summary(result, console)
         print_failures(result, console)
     return result.exit_code
+
+
+def streamed(streamer: Any, then: Callable[[Any, Any], None]) -> Callable[[Any, Any], None]:
+    """``then``, after printing the step output the streamer has not shown yet (``--stream``:
+    a step's output comes before the progress line that says how it ended)."""
+
+    def hook(recorder: Any, event: Any) -> None:
+        streamer.show()
+        then(recorder, event)
+
+    return hook
 
 
 def resume_hint(run_id: str) -> str:

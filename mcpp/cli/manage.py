@@ -104,13 +104,14 @@ def _removed(args: argparse.Namespace, removed: list[str], journal: Journal) -> 
     print(f"{len(removed)} run(s) removed; the journal {journal.path.absolute()} is {size:,} bytes")
 
 
-def _has_journal() -> bool:
-    """Whether there is a journal (looked for without creating anything)."""
+def _has_runs() -> bool:
+    """Whether there is a journal or a run folder (looked for without creating anything)."""
     from mcpp.supervisor.journal import Journal
+    from mcpp.supervisor.logs import known_runs
 
     journal = Journal.open_readonly()
     if journal is None:
-        return False
+        return bool(known_runs())
     journal.close()
     return True
 
@@ -120,11 +121,11 @@ def rm_command(args: argparse.Namespace) -> int:
     from mcpp.supervisor.journal import Journal, JournalError
 
     try:
-        if not _has_journal():
+        if not _has_runs():
             print(f"mcpp: {no_runs_here()}", file=sys.stderr)
             return EXIT_USAGE
         with Journal.open() as journal:
-            ids = [journal.resolve(text) for text in args.run_ids]
+            ids = [journal.resolve_any(text) for text in args.run_ids]
             removed = journal.delete(ids)
             _removed(args, removed, journal)
     except RunIdError as exc:
@@ -153,7 +154,7 @@ def prune_command(args: argparse.Namespace) -> int:
         print(f"mcpp: runs prune --older-than: {exc}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        if not _has_journal():
+        if not _has_runs():
             print(no_runs_here())
             return 0
         with Journal.open() as journal:

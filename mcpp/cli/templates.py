@@ -86,7 +86,11 @@ def ls_command(args: argparse.Namespace) -> int:
         print(json.dumps({"folder": registry.folder, "templates": [_row(t) for t in found]}))
         return 0
     if not found:
-        print(f"no templates in {registry.folder}", file=sys.stderr)
+        where = os.path.abspath(registry.folder)
+        print(
+            f"no templates in {where} (--dir DIR or $MCPP_TEMPLATES names another folder)",
+            file=sys.stderr,
+        )
     width = max((len(t.ref) for t in found), default=0)
     for template in found:
         print(f"{template.ref:<{width}}  {template.description}".rstrip())

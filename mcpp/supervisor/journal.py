@@ -20,6 +20,9 @@ of events) is one transaction, so a supervisor killed at any instant (SIGKILL) l
 journal that opens and reads back: every batch is there whole or not at all. A result's file
 is complete under its name before the row that names it commits.
 
+Runs that were never journalled (``--no-journal``, the Python API's default) have only a run
+folder (their step logs); :meth:`Journal.delete` and :meth:`Journal.prune` remove those too.
+
 A run's status is the ``RunEnded`` of its latest session; without one it is ``running`` while
 that session's supervisor process lives, ``interrupted`` once it is gone. Read-only commands
 use :meth:`Journal.open_readonly`, which creates nothing.
@@ -39,7 +42,7 @@ import msgspec
 import psutil
 
 from mcpp import protocol
-from mcpp.home import run_folder
+from mcpp.home import RunIdError, resolve_run_id, run_folder
 from mcpp.sqlitedb import SchemaError, reclaim, transaction
 from mcpp.supervisor import blobs
 from mcpp.supervisor.reader import (
@@ -224,7 +227,7 @@ class Journal(JournalReader):
         ids = list(dict.fromkeys(run_ids))
         try:
             with transaction(self.db):
-                running = [r for r in ids if self._running_pid(r) is not None]
+                running = [r for r in ids if self._still_running(r)]
                 if running:
                     raise JournalError(
                         f"run {', '.join(running)} is still running: stop it first "
@@ -253,9 +256,32 @@ class Journal(JournalReader):
         or are not among the ``keep`` newest runs; return their ids (see :meth:`delete`)."""
         now = time.time() if now is None else now
         chosen = []
-        for index, (run_id, created) in enumerate(self.run_ids()):
+        every = sorted(self.run_ids() + self.folder_runs(), key=lambda run: run[1], reverse=True)
+        for index, (run_id, created) in enumerate(every):
             old = older_than is not None and created < now - older_than
             beyond = keep is not None and index >= keep
-            if (old or beyond) and self._running_pid(run_id) is None:
+            if (old or beyond) and not self._still_running(run_id):
                 chosen.append(run_id)
         return self.delete(chosen, reclaim_space=reclaim_space) if chosen else []
+
+    def folder_runs(self) -> list[tuple[str, float]]:
+        """``(run_id, created_at)`` of the runs that have a run folder but no journal rows
+        (``--no-journal`` runs, Python API runs)."""
+        from mcpp.supervisor.logs import known_runs
+
+        journalled = {run_id for run_id, _ in self.run_ids()}
+        return [run for run in known_runs(self.home) if run[0] not in journalled]
+
+    def resolve_any(self, text: str) -> str:
+        """As :meth:`resolve`, among journalled runs and runs that only have a folder."""
+        try:
+            return resolve_run_id(text, self.run_ids() + self.folder_runs())
+        except RunIdError as exc:
+            raise RunIdError(f"{exc} in {self.home.absolute()}") from None
+
+    def _still_running(self, run_id: str) -> bool:
+        from mcpp.supervisor.logs import logs_folder, run_active
+
+        if self._running_pid(run_id) is not None:
+            return True
+        return run_active(logs_folder(run_id, self.home))

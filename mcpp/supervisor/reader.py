@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any, Final, Self
 
@@ -184,7 +185,8 @@ class JournalReader:
         """Every journalled run, newest first.
 
         ``duration_s`` is the total over the run's sessions (for a session that did not end,
-        up to its latest event). Raises JournalError if reading fails.
+        up to now while it runs, else up to its latest event). Raises JournalError if reading
+        fails.
         """
         try:
             rows = self.db.execute(
@@ -205,14 +207,16 @@ class JournalReader:
             "SELECT max(at) FROM events WHERE run_id = ?", (run_id,)
         ).fetchone()[0]
         records = [(at, decode_record(data)) for at, data in sessions]
+        running = self._running_pid(run_id) is not None
         if records and isinstance(records[-1][1], RunStarted):
-            records.append((latest or records[-1][0], None))  # the open session's last event
+            # The open session lasts until now while it runs, else until its last event.
+            records.append((time.time() if running else latest or records[-1][0], None))
         done = replay(run_id, WorkflowSpec(name=workflow, steps=()), records)
         status: RunStatus
         if done.ended is not None:
             status = done.ended.status  # type: ignore[assignment]
         else:
-            status = "running" if self._running_pid(run_id) is not None else "interrupted"
+            status = "running" if running else "interrupted"
         return RunSummary(
             run_id=run_id,
             workflow=workflow,
@@ -251,6 +255,8 @@ class JournalReader:
             ).fetchall()
             records = [(at, self._record(run_id, data, digest)) for at, data, digest in events]
             running_pid = self._running_pid(run_id)
+            if running_pid is not None:
+                records.append((time.time(), None))  # a running session lasts until now
         except blobs.BlobError as exc:
             raise JournalError(f"cannot read run {run_id}: {exc}") from None
         except (sqlite3.Error, msgspec.DecodeError, KeyError) as exc:

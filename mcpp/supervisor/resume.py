@@ -27,6 +27,7 @@ from typing import Any
 import msgspec
 import trio
 
+from mcpp.errors import MCPPError
 from mcpp.supervisor.changes import ResumePlan, function_hashes, plan_resume
 from mcpp.supervisor.journal import Journal, JournalError, JournalRun, RunEnded
 from mcpp.supervisor.manage import apply_retention, keep_runs_setting
@@ -74,6 +75,12 @@ async def _run_session(
                 home=journal.path.parent,
             )
             nursery.cancel_scope.cancel()
+    except MCPPError:
+        # The run could not go on (an unreachable Dask scheduler, say): it failed, it was not
+        # interrupted; a resume may still finish it once the cause is fixed.
+        with suppress(JournalError), trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(writer.close, RunEnded(status="failed", duration_s=0.0))
+        raise
     except BaseException:
         # Keep what was seen (the run then reads as interrupted), even while cancelled.
         with suppress(JournalError), trio.CancelScope(shield=True):

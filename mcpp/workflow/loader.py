@@ -250,9 +250,9 @@ def _check_signature(fn: Callable[..., Any], step: FileStep, args: dict[str, Any
     for field, names in (("depends_on", step.depends_on), ("args", list(args))):
         for name in names:
             if name not in by_keyword and not takes_any:
-                what = "the result of upstream step" if field == "depends_on" else "argument"
+                what = f" for the result of upstream step {name!r}" if field == "depends_on" else ""
                 raise WorkflowError(
-                    f"{step.run} takes no keyword argument {name!r} for {what} {name!r}",
+                    f"{step.run} takes no keyword argument {name!r}{what}",
                     step=step.id,
                     field=field,
                 )

@@ -181,6 +181,12 @@ def test_a_failed_steps_record_carries_its_last_20_stderr_lines(world: World, mo
     assert error["stderr_tail"] == [f"complaint {i}" for i in range(10, 30)]
 
 
+def test_logging_warnings_and_errors_join_the_stderr_tail(world: World, mode: str) -> None:
+    wf = workflow(world, mode, task("loud", "fail_loud", args={"lines": 30, "log": True}))
+    tail = run_cli(world, wf).error("loud")["stderr_tail"]
+    assert tail == [f"complaint {i}" for i in range(11, 30)] + ["ERROR: loud: logged error"]
+
+
 def test_a_timed_out_step_gets_its_stderr_tail_from_its_log(world: World, mode: str) -> None:
     wf = workflow(world, mode, task("hang", "hang_loud", args={"lines": 3}, timeout=1.0))
     result = run_cli(world, wf)
@@ -237,6 +243,26 @@ def test_stream_mirrors_each_line_after_its_step_id(world: World, mode: str) -> 
     assert "b      | print-x" in lines
     assert lines.index("b      | print-x") < lines.index("b      | echo-x")
     assert not any("print-" in line for line in done.stderr.splitlines())
+
+
+def test_stream_shows_a_steps_output_before_the_line_that_says_it_ended(
+    world: World, mode: str
+) -> None:
+    wf = workflow(world, mode, task("talk", "chatty", args={"tag": "o"}))
+    done = subprocess.run(  # stdout and stderr in one pipe, in the order they were written
+        [sys.executable, "-m", "mcpp.supervisor", "spawn", "--no-journal", "--stream", str(wf)],
+        cwd=world.cwd,
+        env=cli_env(world),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout
+    lines = done.stdout.splitlines()
+    ended = next(i for i, line in enumerate(lines) if line.startswith("[mcpp] succeeded"))
+    assert lines.index("talk   | WARNING: warning-o") < ended, lines
 
 
 def test_stream_with_json_keeps_stdout_the_document(world: World) -> None:

@@ -98,7 +98,26 @@ def test_prune_frees_the_space_and_retention_keeps_the_newest_runs(world: World)
     listed = [r["run_id"] for r in document(mcpp(world, "runs", "ls", "--json"))["runs"]]
     assert len(listed) == 2 and runs[0] not in listed
     bad = mcpp(world, "spawn", "--quiet", str(wf), env=env(world, MCPP_KEEP_RUNS="none"))
-    assert bad.returncode != 0 and "MCPP_KEEP_RUNS='none'" in bad.stderr
+    assert bad.returncode == 2 and "MCPP_KEEP_RUNS='none'" in bad.stderr
+
+
+def test_runs_without_a_journal_have_folders_that_rm_and_prune_remove(world: World) -> None:
+    steps_module(world)
+    wf = workflow(world, MEDIUM)
+    for _ in range(2):
+        assert mcpp(world, "spawn", "--quiet", "--no-journal", str(wf)).returncode == 0
+    folders = sorted(p.name for p in (world.home / "runs").iterdir())
+    assert len(folders) == 2 and not (world.home / "journal.db").exists()
+
+    done = mcpp(world, "runs", "rm", folders[0][:14])
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in (world.home / "runs").iterdir()) == folders[1:]
+
+    assert mcpp(world, "spawn", "--quiet", str(wf)).returncode == 0  # a journalled one too
+    done = mcpp(world, "runs", "prune", "--keep", "0", "--json")
+    assert done.returncode == 0, done.stderr
+    assert folders[1] in document(done)["removed"]
+    assert list((world.home / "runs").iterdir()) == []
 
 
 # --- cancel from elsewhere -------------------------------------------------------------------
@@ -138,6 +157,14 @@ def test_cancel_stops_a_run_started_elsewhere_and_resume_finishes_it(world: Worl
     wait_for(wait_running, 60, "the step 'wait' to be running")
     [run] = document(mcpp(world, "runs", "ls", "--json"))["runs"]
     assert run["status"] == "running"
+    held = document(mcpp(world, "status", run["run_id"], "--json"))["duration_s"]
+
+    def counting() -> bool:  # a running run's duration is its time so far, not a frozen one
+        [now] = document(mcpp(world, "runs", "ls", "--json"))["runs"]
+        doc = document(mcpp(world, "status", run["run_id"], "--json"))
+        return now["duration_s"] > held + 0.2 and doc["duration_s"] > held + 0.2
+
+    wait_for(counting, 30, "the running run's duration to grow")
 
     done = mcpp(world, "cancel", run["run_id"][:10])
     assert done.returncode == 0, done.stderr

@@ -359,3 +359,18 @@ def test_an_unreachable_scheduler_is_exit_2_naming_the_address(world: ClusterWor
     assert address in result.stderr
     assert "Traceback" not in result.stderr
     assert result.stdout.strip() == ""  # no step started, no document
+
+
+def test_a_journalled_run_whose_scheduler_is_unreachable_reads_failed_not_interrupted(
+    world: ClusterWorld,
+) -> None:
+    from tests.runs_cli import document, mcpp
+
+    address = f"tcp://127.0.0.1:{free_port()}"
+    wf = write_workflow(
+        world.workdir / "wf.toml", [step("never", "worker_pid")], actors="dask", scheduler=address
+    )
+    spawned = mcpp(world, "spawn", str(wf))
+    assert spawned.returncode == 2 and address in spawned.stderr
+    runs = document(mcpp(world, "status", "--json"))["runs"]
+    assert [run["status"] for run in runs] == ["failed"]

@@ -29,10 +29,14 @@ def flood(mib: int = 5, line: int = 100) -> int:
     return mib
 
 
-def fail_loud(lines: int = 30) -> None:
-    """Write ``lines`` numbered stderr lines, then raise."""
+def fail_loud(lines: int = 30, log: bool = False) -> None:
+    """Write ``lines`` numbered stderr lines (with ``log``, then a logging error and an info
+    record), then raise."""
     for i in range(lines):
         print(f"complaint {i}", file=sys.stderr)
+    if log:
+        logging.getLogger("loud").error("logged error")
+        logging.getLogger("loud").info("not shown: below WARNING")
     raise RuntimeError("it went wrong")
 
 
