@@ -23,7 +23,7 @@ from mcpp import protocol, steplog
 from mcpp.actors.capture import with_stderr_tail
 from mcpp.actors.chains import Chains
 from mcpp.actors.inputs import Inputs
-from mcpp.actors.launch import Launch, run_isolated
+from mcpp.actors.launch import Launch, attempt_in_scope, run_isolated
 from mcpp.actors.outbox import Outbox, Send
 from mcpp.actors.pool import Outcome, Plan, Pool, PoolFactory, Requeue
 from mcpp.actors.scheduler import ReadyQueue, Slots, retry_delay, should_retry
@@ -271,31 +271,10 @@ class Coordinator:
         """Run one attempt of ``step`` in an actor process of its own."""
         assert self._nursery is not None
         scope = self._scopes[step.id] = trio.CancelScope()
-        self._nursery.start_soon(self._attempt_isolated, step, start, scope)
-
-    async def _attempt_isolated(
-        self, step: StepSpec, start: StartStep, scope: trio.CancelScope
-    ) -> None:
-        """Task: ``launch`` the attempt; hand its outcome to the loop once known."""
-        began = time.perf_counter()
-        reported = False
-
-        def report(outcome: Outcome) -> None:
-            nonlocal reported
-            reported = True
-            self.deliver(outcome)
-
-        with scope:
-            await self._launch(step, start, self._outbox.emit_async, report)
-        if not reported:
-            report(
-                StepCancelled(
-                    step=step.id,
-                    attempt=start.attempt,
-                    reason=self._cancel_reason or "cancelled",
-                    duration_s=time.perf_counter() - began,
-                )
-            )
+        emit, reason = self._outbox.emit_async, lambda: self._cancel_reason or "cancelled"
+        self._nursery.start_soon(
+            attempt_in_scope, self._launch, step, start, scope, emit, self.deliver, reason
+        )
 
     async def _retry_later(self, step: StepSpec, delay: float, scope: trio.CancelScope) -> None:
         """Task: wait ``delay`` seconds, then put ``step`` back in the ready queue."""

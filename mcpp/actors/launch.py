@@ -19,7 +19,15 @@ from mcpp import protocol
 from mcpp.actors import step as step_endpoint
 from mcpp.actors import tractor
 from mcpp.errors import ProtocolError
-from mcpp.protocol import ErrorInfo, Heartbeat, StartStep, StepFailed, StepStarted, StepSucceeded
+from mcpp.protocol import (
+    ErrorInfo,
+    Heartbeat,
+    StartStep,
+    StepCancelled,
+    StepFailed,
+    StepStarted,
+    StepSucceeded,
+)
 from mcpp.workflow.spec import StepSpec
 
 __all__ = [
@@ -30,6 +38,7 @@ __all__ = [
     "Emit",
     "Launch",
     "Report",
+    "attempt_in_scope",
     "process_death",
     "run_isolated",
 ]
@@ -45,6 +54,34 @@ Report = Callable[[Outcome], None]
 Launch = Callable[[StepSpec, StartStep, Emit, Report], Awaitable[None]]
 """Run one attempt of a step in a process of its own, as :func:`run_isolated`: ``emit`` its
 ``StepStarted``, ``report`` its outcome once (not if cancelled first)."""
+
+
+async def attempt_in_scope(
+    launch: Launch,
+    step: StepSpec,
+    start: StartStep,
+    scope: trio.CancelScope,
+    emit: Emit,
+    report: Callable[[Any], None],
+    reason: Callable[[], str],
+) -> None:
+    """Task: ``launch`` one attempt under ``scope``; ``report`` its outcome, or, when it was
+    cancelled before it had one, a ``StepCancelled`` with ``reason()``. Reports exactly once."""
+    began = time.perf_counter()
+    reported = False
+
+    def once(outcome: Outcome) -> None:
+        nonlocal reported
+        reported = True
+        report(outcome)
+
+    with scope:
+        await launch(step, start, emit, once)
+    if not reported:
+        duration = time.perf_counter() - began
+        report(
+            StepCancelled(step=step.id, attempt=start.attempt, reason=reason(), duration_s=duration)
+        )
 
 
 def process_death(returncode: int | None, pid: int, role: str = "step process") -> str:
