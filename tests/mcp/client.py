@@ -27,6 +27,7 @@ from mcp.client.streamable_http import streamable_http_client
 from tests.world import ROOT, World, cli_env, wait_for
 
 __all__ = [
+    "GATED",
     "call",
     "call_error",
     "http_session",
@@ -138,6 +139,25 @@ async def http_session(url: str) -> AsyncIterator[ClientSession]:
     ):
         await client.initialize()
         yield client
+
+
+GATED = """
+[workflow]
+name = "gated"
+
+[[steps]]
+id = "first"
+run = "tests.steps.fault_steps:number"
+args = {{ value = 3 }}
+
+[[steps]]
+id = "wait"
+run = "tests.steps.mcp_steps:gate"
+args = {{ mark = "{mark}", gate = "{gate}" }}
+depends_on = ["first"]
+"""
+"""A workflow (format with ``mark`` and ``gate``) whose step ``wait`` writes its pid to
+``mark`` and waits for the file ``gate``."""
 
 
 def write_flow(path: Path, body: str) -> Path:

@@ -15,6 +15,7 @@ import pytest
 
 from mcpp.supervisor.journal import Journal
 from tests.mcp.client import (
+    GATED,
     call,
     call_error,
     http_session,
@@ -30,22 +31,6 @@ from tests.world import World, descendants, gone, wait_for, wait_for_file
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="the MCP tests count processes through /proc"
 )
-
-GATED = """
-[workflow]
-name = "gated"
-
-[[steps]]
-id = "first"
-run = "tests.steps.fault_steps:number"
-args = {{ value = 3 }}
-
-[[steps]]
-id = "wait"
-run = "tests.steps.mcp_steps:gate"
-args = {{ mark = "{mark}", gate = "{gate}" }}
-depends_on = ["first"]
-"""
 
 
 INFO = {"name": "a test client", "version": "1"}

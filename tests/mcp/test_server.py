@@ -11,6 +11,7 @@ from pathlib import Path
 import anyio
 import pytest
 
+from tests.mcp.client import GATED as gated_body
 from tests.mcp.client import ROOT, call, call_error, session, wait_status, write_flow
 from tests.world import World, descendants, gone, wait_for, wait_for_file
 
@@ -30,26 +31,15 @@ TOOLS = {
     "workflow_logs",
     "templates_list",
 }
-GATED = """
-[workflow]
-name = "gated"
-
-[[steps]]
-id = "first"
-run = "tests.steps.fault_steps:number"
-args = {{ value = 3 }}
-
-[[steps]]
-id = "wait"
-run = "tests.steps.mcp_steps:gate"
-args = {{ mark = "{mark}", gate = "{gate}" }}
-depends_on = ["first"]
-
+GATED = (
+    gated_body
+    + """
 [[steps]]
 id = "after"
 run = "tests.steps.fault_steps:count"
 depends_on = ["wait"]
 """
+)
 
 
 def gated(world: World) -> tuple[Path, Path, Path]:
