@@ -55,6 +55,7 @@ __all__ = [
     "Versioned",
     "decode_value",
     "encode",
+    "encode_result",
     "encode_value",
     "from_step",
     "new_secret",
@@ -358,6 +359,19 @@ def encode_value(value: Any, *, step: str) -> msgspec.Raw:
         return msgspec.Raw(_encoder.encode(value))
     except (TypeError, OverflowError) as exc:
         raise TypeError(f"step {step!r}: result cannot be encoded: {exc}") from None
+
+
+def encode_result(value: Any, *, step: str, spill_dir: str | None) -> msgspec.Raw:
+    """Step ``step``'s result encoded (:func:`encode_value`) or, when it is large and the run
+    has a ``spill_dir``, a reference to the file holding it (:mod:`mcpp.spill`).
+
+    Raises TypeError naming ``step`` when ``value`` is not encodable, OSError if the file
+    cannot be written.
+    """
+    from mcpp import spill
+
+    ref = spill.spill_bytes(value, spill_dir)
+    return ref if ref is not None else spill.spill(encode_value(value, step=step), spill_dir)
 
 
 def decode_value(raw: msgspec.Raw | bytes) -> Any:

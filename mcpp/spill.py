@@ -2,12 +2,14 @@
 
 A step's encoded result of at least :data:`SPILL_THRESHOLD` bytes is written once, by the
 actor that produced it, into the run's spill folder (``/dev/shm/mcpp-spill-RUN_ID-*``, 0700,
-files 0600; the temp folder where there is no ``/dev/shm``), and the ``msgspec.Raw`` that
-travels in ``StepSucceeded`` and in the next ``StartStep``'s kwargs is a MessagePack extension
-value naming that file (:data:`REF_CODE`). The coordinator forwards the reference like any
-other result and never reads the file; the consumer's :func:`decode` maps the file and decodes
-from it; the supervisor reads it once (:func:`materialize`) before anything records the result,
-so the journal and the result document hold the value itself.
+files 0600; the temp folder where there is no ``/dev/shm``); a ``bytes`` or ``bytearray``
+result is written straight from the value, with no encoded copy made first
+(:func:`spill_bytes`). The ``msgspec.Raw`` that travels in ``StepSucceeded`` and in the next
+``StartStep``'s kwargs is a MessagePack extension value naming that file (:data:`REF_CODE`).
+The coordinator forwards the reference like any other result and never reads the file; the
+consumer's :func:`decode` maps the file and decodes from it; the supervisor maps it
+(:func:`materialize`: no copy is made, and the mapping outlives the file) before anything
+records the result, so the journal and the result document hold the value itself.
 
 The folder is made by the coordinator (its removal on a dead supervisor registered first) and
 removed by the supervisor after the run's last event (:func:`mcpp.actors.root.open_tree`).
@@ -21,7 +23,7 @@ import mmap
 import os
 import secrets
 import tempfile
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import msgspec
 
@@ -34,6 +36,7 @@ __all__ = [
     "materialize",
     "read",
     "spill",
+    "spill_bytes",
 ]
 
 SPILL_THRESHOLD: Final = 1 << 20
@@ -58,24 +61,45 @@ def folder_for(run_id: str) -> str:
     return os.path.join(spill_root(), f"{_PREFIX}{run_id}-{secrets.token_hex(8)}")
 
 
-def spill(raw: msgspec.Raw, folder: str | None) -> msgspec.Raw:
-    """``raw``, or, when it is large and the run has a spill ``folder``, a reference to a new
-    file in ``folder`` holding it. Raises OSError if the file cannot be written (the folder
-    is gone: the run is over)."""
-    if folder is None or len(raw) < SPILL_THRESHOLD:
-        return raw
+def _write(folder: str, parts: tuple[bytes | bytearray | msgspec.Raw, ...]) -> msgspec.Raw:
+    """A reference to a new file in ``folder`` holding ``parts`` one after the other."""
     path = os.path.join(folder, secrets.token_hex(12))
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
-        view = memoryview(raw)
-        while view:
-            view = view[os.write(fd, view) :]
+        for part in parts:
+            view = memoryview(part)
+            while view:
+                view = view[os.write(fd, view) :]
     except BaseException:
         os.unlink(path)
         raise
     finally:
         os.close(fd)
     return msgspec.Raw(_encoder.encode(msgspec.msgpack.Ext(REF_CODE, path.encode())))
+
+
+def spill(raw: msgspec.Raw, folder: str | None) -> msgspec.Raw:
+    """``raw``, or, when it is large and the run has a spill ``folder``, a reference to a new
+    file in ``folder`` holding it. Raises OSError if the file cannot be written (the folder
+    is gone: the run is over)."""
+    if folder is None or len(raw) < SPILL_THRESHOLD:
+        return raw
+    return _write(folder, (raw,))
+
+
+def spill_bytes(value: object, folder: str | None) -> msgspec.Raw | None:
+    """A reference to a new file in ``folder`` holding ``value`` encoded, when ``value`` is a
+    large ``bytes`` or ``bytearray`` and the run has a spill ``folder``; None otherwise.
+
+    The file is a MessagePack bin header followed by the value itself, written straight from
+    it: no encoded copy is made in memory. Raises OSError if the file cannot be written.
+    """
+    if folder is None or type(value) not in (bytes, bytearray):  # a subclass is not encodable
+        return None
+    data = cast("bytes | bytearray", value)
+    if not SPILL_THRESHOLD <= len(data) < 1 << 32:  # bin 32's limit: larger is an error
+        return None
+    return _write(folder, (b"\xc6" + len(data).to_bytes(4, "big"), data))
 
 
 def _checked_path(data: bytes | memoryview) -> str:
@@ -112,8 +136,22 @@ def read(raw: bytes | msgspec.Raw) -> bytes:
 
 
 def materialize(raw: msgspec.Raw) -> msgspec.Raw:
-    """``raw`` with a reference replaced by the bytes it names (see :func:`read`)."""
-    return raw if not is_ref(raw) else msgspec.Raw(read(raw))
+    """``raw``, or for a reference the encoded result it names: a ``Raw`` over a read-only
+    mapping of its file, so nothing is copied and the pages are read only when used. The
+    mapping stays valid after the file is removed, until the ``Raw`` is dropped.
+
+    Raises ValueError for a reference outside a spill folder or an empty file, OSError for a
+    missing file.
+    """
+    if not is_ref(raw):
+        return raw
+    ext = msgspec.msgpack.decode(raw)
+    with open(_checked_path(ext.data), "rb") as file:
+        size = os.fstat(file.fileno()).st_size
+        if size == 0:
+            raise ValueError("an empty spilled result")
+        mapped = mmap.mmap(file.fileno(), size, access=mmap.ACCESS_READ)
+    return msgspec.Raw(memoryview(mapped))
 
 
 def _ext_hook(code: int, data: memoryview) -> Any:

@@ -73,8 +73,8 @@ class RunChannel:
 
     async def events(self) -> AsyncIterator[protocol.Event]:
         """Yield decoded events until ``RunFinished`` (included); heartbeats are not events.
-        A large result that travelled as a reference to its file is read back first: a
-        ``StepSucceeded`` yielded holds the result's bytes.
+        A large result that travelled as a reference to its file is mapped first
+        (:func:`mcpp.spill.materialize`): a ``StepSucceeded`` yielded holds the encoded result.
 
         Raises RunError if the coordinator fails (naming its error) or its process dies first
         (ClusterError, a RunError, when it could not reach its Dask cluster), ProtocolError on
@@ -87,8 +87,7 @@ class RunChannel:
                 if isinstance(item, protocol.Heartbeat | protocol.EventBatch):
                     continue
                 if isinstance(item, protocol.StepSucceeded) and spill.is_ref(item.result):
-                    result = await trio.to_thread.run_sync(spill.materialize, item.result)
-                    item = msgspec.structs.replace(item, result=result)
+                    item = msgspec.structs.replace(item, result=spill.materialize(item.result))
                 yield item
                 if isinstance(item, protocol.RunFinished):
                     return

@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 import trio
 
-from mcpp import protocol, spill
+from mcpp import protocol
 from mcpp.actors import contain
 from mcpp.actors.capture import OutputCapture, with_stderr_tail
 from mcpp.actors.hygiene import ProcessState, Unrestorable
@@ -34,10 +34,31 @@ from mcpp.batching import Batcher
 from mcpp.calls import is_async
 from mcpp.protocol import Retiring, StartStep, StepFailed, StepStarted, StepSucceeded
 
-__all__ = ["EXIT_TIMED_OUT", "START_DELAY", "BatchRunner", "Ledger"]
+__all__ = ["EXIT_TIMED_OUT", "START_DELAY", "BatchRunner", "Kept", "Ledger"]
 
 START_DELAY = 0.002
 EXIT_TIMED_OUT = 75
+
+
+class Kept:
+    """A step's result kept on its worker for a follower (``StartStep.keep``).
+
+    A ``str`` or ``bytes`` result is kept as the value itself: it is immutable and decoding
+    its encoding gives an equal value of the same type, so the follower is handed it without
+    reading the result back (for a large one, from its spill file). Any other result is kept
+    encoded, and decoded afresh for the follower as in every other hand-over.
+    """
+
+    __slots__ = ("_encoded", "_value")
+
+    def __init__(self, value: Any, encoded: msgspec.Raw) -> None:
+        self._value = value if type(value) in (str, bytes) else None
+        self._encoded = None if self._value is not None else bytes(encoded)
+
+    def value(self) -> Any:
+        """The result as the follower takes it. Raises what :func:`protocol.decode_value`
+        raises for a result kept encoded."""
+        return self._value if self._encoded is None else protocol.decode_value(self._encoded)
 
 
 class Ledger:
@@ -200,7 +221,7 @@ class BatchRunner:
 
         self.children = contain.ChildWatch()
         functions: dict[str, Callable[..., Any]] = {}
-        kept: dict[str, bytes] = {}  # results kept for a follower (StartStep.keep)
+        kept: dict[str, Kept] = {}  # results kept for a follower (StartStep.keep)
         while True:
             start = self.inbox.get()
             upstream = None
@@ -225,14 +246,14 @@ class BatchRunner:
                     )
                 kwargs = protocol.decode_value(start.kwargs)
                 if start.after is not None and upstream is not None:
-                    kwargs[start.after_name or start.after] = protocol.decode_value(upstream)
+                    kwargs[start.after_name or start.after] = upstream.value()
                 if is_async(fn):
                     value = trio.from_thread.run(
                         partial(self.run_async, fn, kwargs), trio_token=self.token
                     )
                 else:
                     value = fn(**kwargs)
-                result = spill.spill(protocol.encode_value(value, step=start.step), start.spill_dir)
+                result = protocol.encode_result(value, step=start.step, spill_dir=start.spill_dir)
             except Exception as exc:
                 outcome = StepFailed(
                     step=start.step,
@@ -242,7 +263,7 @@ class BatchRunner:
                 )
             else:
                 if start.keep:
-                    kept[start.step] = bytes(result)
+                    kept[start.step] = Kept(value, result)
                 outcome = StepSucceeded(
                     step=start.step,
                     attempt=start.attempt,

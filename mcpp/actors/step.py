@@ -11,13 +11,14 @@ import os
 import signal
 import time
 import traceback
+from functools import partial
 from typing import Any
 
 import msgspec
 import outcome
 import trio
 
-from mcpp import calls, protocol, spill
+from mcpp import calls, protocol
 from mcpp.actors import contain, tractor
 from mcpp.actors.capture import OutputCapture, with_stderr_tail
 from mcpp.actors.parentwatch import watch_parent
@@ -80,8 +81,8 @@ async def call(start: StartStep) -> msgspec.Raw:
     fn = resolve(start.target, import_paths=start.import_paths, main_path=start.main_path)
     kwargs: dict[str, Any] = protocol.decode_value(start.kwargs)
     value = await calls.call(fn, kwargs=kwargs, abandon_on_cancel=True)
-    result = protocol.encode_value(value, step=start.step)
-    return await trio.to_thread.run_sync(spill.spill, result, start.spill_dir)
+    encode = partial(protocol.encode_result, value, step=start.step, spill_dir=start.spill_dir)
+    return await trio.to_thread.run_sync(encode)
 
 
 async def run_start(

@@ -36,7 +36,7 @@ def results_folder(run_folder: Path) -> Path:
     return run_folder / "results"
 
 
-def store(run_folder: Path, data: bytes) -> str:
+def store(run_folder: Path, data: bytes | memoryview) -> str:
     """Store ``data`` under ``run_folder/results/`` and return its SHA-256 (hex).
 
     Raises OSError when the file cannot be written (nothing is left under its final name).

@@ -110,7 +110,7 @@ class Journal(JournalReader):
                 isinstance(record, protocol.StepSucceeded)
                 and len(record.result) > blobs.BLOB_THRESHOLD
             ):
-                digest = blobs.store(run_folder(run_id, self.home), bytes(record.result))
+                digest = blobs.store(run_folder(run_id, self.home), memoryview(record.result))
                 record = msgspec.structs.replace(record, result=_NO_RESULT)
             kind = type(record).__struct_config__.tag
             step = getattr(record, "step", None)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import msgspec
 
-from mcpp import protocol
+from mcpp import protocol, spill
 from mcpp.errors import RunFailed
 from mcpp.protocol import (
     ErrorInfo,
@@ -32,6 +32,8 @@ __all__ = ["Attempt", "RunRecorder", "RunResult", "RunStatus", "StepResult", "St
 StepStatus = StepState  # the one vocabulary (mcpp.status); the JSON holds its values
 RunStatus = Literal["running", "succeeded", "failed", "cancelled", "interrupted"]
 SHOWN_FAILURES = 3
+LAZY_DECODE: Final = spill.SPILL_THRESHOLD
+"""Results of this many encoded bytes or more are decoded when the document is made."""
 MESSAGE_CHARS = 500
 
 
@@ -143,10 +145,14 @@ class RunRecorder:
     """Fold a run's events into step records.
 
     ``completed`` maps steps that succeeded in an earlier attempt of this run (resume) to their
-    encoded results; they start out succeeded.
+    encoded results; they start out succeeded. ``raw_results`` holds every succeeded step's
+    encoded result. A result of :data:`LAZY_DECODE` bytes or more is kept as it came (for a
+    spilled one, a mapping of its file, :func:`mcpp.spill.materialize`) and decoded when the
+    document is made (:meth:`result`); until then its record's ``result`` is None.
     """
 
     __slots__ = (
+        "_undecoded",
         "finished",
         "raw_results",
         "run_id",
@@ -166,7 +172,8 @@ class RunRecorder:
         self.finished: float | None = None
         self.status: RunStatus = "running"
         self.steps = {step.id: StepResult() for step in spec.steps}
-        self.raw_results: dict[str, bytes] = {}
+        self.raw_results: dict[str, bytes | msgspec.Raw] = {}
+        self._undecoded: set[str] = set()
         self.session = 1  # the supervisor session whose attempts are being recorded
         for step_id, raw in (completed or {}).items():
             record = self.steps[step_id]
@@ -187,11 +194,17 @@ class RunRecorder:
                 record.status = StepState.SUCCEEDED
                 record.attempts = max(record.attempts, event.attempt)
                 record.duration_s = event.duration_s
-                record.result = protocol.decode_value(event.result)
                 record.error = None
                 record.cached = event.cached
                 record.ended_processes = event.ended_processes
-                self.raw_results[event.step] = bytes(event.result)
+                if len(event.result) >= LAZY_DECODE:  # kept as it came, decoded later
+                    record.result = None
+                    self._undecoded.add(event.step)
+                    self.raw_results[event.step] = event.result
+                else:  # a view into its message: copied, so that is not kept alive
+                    record.result = protocol.decode_value(event.result)
+                    self._undecoded.discard(event.step)
+                    self.raw_results[event.step] = bytes(event.result)
                 if not event.cached:
                     record.history.append(
                         Attempt(
@@ -252,7 +265,16 @@ class RunRecorder:
                     )
 
     def result(self, status: RunStatus | None = None) -> RunResult:
-        """Return the result document; ``status`` overrides the recorded run status."""
+        """Return the result document; ``status`` overrides the recorded run status.
+
+        Large results not decoded yet are decoded now. Raises what
+        :func:`mcpp.protocol.decode_value` raises for one that cannot be.
+        """
+        for step_id in self._undecoded:
+            raw = self.raw_results.get(step_id)
+            if raw is not None and self.steps[step_id].status == StepState.SUCCEEDED:
+                self.steps[step_id].result = protocol.decode_value(raw)
+        self._undecoded.clear()
         end = self.finished if self.finished is not None else time.monotonic()
         return RunResult(
             run_id=self.run_id,
