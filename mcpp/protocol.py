@@ -53,6 +53,7 @@ __all__ = [
     "StepStarted",
     "StepSucceeded",
     "Versioned",
+    "decode_arguments",
     "decode_value",
     "encode",
     "encode_result",
@@ -365,13 +366,31 @@ def encode_result(value: Any, *, step: str, spill_dir: str | None) -> msgspec.Ra
     """Step ``step``'s result encoded (:func:`encode_value`) or, when it is large and the run
     has a ``spill_dir``, a reference to the file holding it (:mod:`mcpp.spill`).
 
-    Raises TypeError naming ``step`` when ``value`` is not encodable, OSError if the file
-    cannot be written.
+    Raises TypeError naming ``step`` when ``value`` is not encodable or is, as a whole, a
+    MessagePack extension value of mcpp's reference type, OSError if the file cannot be written.
     """
     from mcpp import spill
 
+    posing = isinstance(value, msgspec.Raw) and spill.is_ref(value)
+    if posing or (isinstance(value, msgspec.msgpack.Ext) and value.code == spill.REF_CODE):
+        raise TypeError(
+            f"step {step!r}: result cannot be encoded: MessagePack extension type "
+            f"{spill.REF_CODE} is mcpp's own (a reference to a large result)"
+        )
     ref = spill.spill_bytes(value, spill_dir)
     return ref if ref is not None else spill.spill(encode_value(value, step=step), spill_dir)
+
+
+def decode_arguments(raw: msgspec.Raw | bytes) -> dict[str, Any]:
+    """Decode a ``StartStep``'s ``kwargs``; an upstream result in them that travelled as a
+    reference to its file (:mod:`mcpp.spill`) is read from that file.
+
+    Raises ValueError for a reference outside a run's spill folder, OSError for a missing file,
+    msgspec errors for bytes that are not a map of names.
+    """
+    from mcpp import spill
+
+    return spill.decode_arguments(raw)
 
 
 def decode_value(raw: msgspec.Raw | bytes) -> Any:

@@ -31,6 +31,7 @@ __all__ = [
     "REF_CODE",
     "SPILL_THRESHOLD",
     "decode",
+    "decode_arguments",
     "folder_for",
     "is_ref",
     "materialize",
@@ -112,7 +113,7 @@ def _checked_path(data: bytes | memoryview) -> str:
     return path
 
 
-def is_ref(raw: bytes | msgspec.Raw) -> bool:
+def is_ref(raw: bytes | msgspec.Raw | memoryview) -> bool:
     """Whether ``raw`` is a reference to a spilled result (not the result itself): one
     MessagePack ext 8 or ext 16 value of type :data:`REF_CODE`."""
     data = memoryview(raw)
@@ -154,10 +155,22 @@ def materialize(raw: msgspec.Raw) -> msgspec.Raw:
     return msgspec.Raw(memoryview(mapped))
 
 
-def _ext_hook(code: int, data: memoryview) -> Any:
-    if code != REF_CODE:
-        return msgspec.msgpack.Ext(code, bytes(data))
-    with open(_checked_path(data), "rb") as file:
+_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder()
+_arguments = msgspec.msgpack.Decoder(dict[str, msgspec.Raw])
+
+
+def decode(raw: bytes | msgspec.Raw | memoryview) -> Any:
+    """Decode one encoded value, or the result a reference names, read from its file (mapped,
+    never loaded whole first). Only ``raw`` as a whole can be a reference: an extension value
+    inside a result is the result's own and is decoded as a ``msgspec.msgpack.Ext``.
+
+    Raises ValueError for a reference outside a spill folder or an empty file, OSError for a
+    missing file, msgspec.DecodeError for bad bytes.
+    """
+    if not is_ref(raw):
+        return _decoder.decode(raw)
+    ext = msgspec.msgpack.decode(raw)
+    with open(_checked_path(ext.data), "rb") as file:
         size = os.fstat(file.fileno()).st_size
         if size == 0:
             raise ValueError("an empty spilled result")
@@ -165,11 +178,8 @@ def _ext_hook(code: int, data: memoryview) -> Any:
             return _decoder.decode(mapped)
 
 
-_decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder(ext_hook=_ext_hook)
-
-
-def decode(raw: bytes | msgspec.Raw | memoryview) -> Any:
-    """Decode MessagePack whose results may be references: each is read from its file
-    (mapped, never loaded whole first). Raises ValueError for a reference outside a spill
-    folder, OSError for a missing file, msgspec.DecodeError for bad bytes."""
-    return _decoder.decode(raw)
+def decode_arguments(raw: bytes | msgspec.Raw) -> dict[str, Any]:
+    """Decode a step's keyword arguments (``StartStep.kwargs``), each by :func:`decode`: an
+    upstream result in them may be a reference. Raises what :func:`decode` raises, and
+    msgspec.ValidationError unless ``raw`` is a map of names."""
+    return {name: decode(value) for name, value in _arguments.decode(raw).items()}

@@ -135,3 +135,27 @@ def test_the_coordinator_does_not_hold_a_large_result(world: World, mode: str) -
     assert peak["coordinator"] > 0, "the coordinator was never seen"
     assert peak["coordinator"] < mib * MIB // 2, peak
     world.assert_clean(10)
+
+
+def test_a_result_that_looks_like_a_reference_is_refused_or_left_alone(
+    world: World, mode: str
+) -> None:
+    victim = "/dev/shm/mcpp-spill-someone-0000/0000"  # another run's spill file, by its name
+    wf = workflow(
+        world,
+        [
+            table("top", "lookalike", nested=False, path=victim),
+            table("nested", "lookalike", nested=True, path=victim),
+            table("look", "describe", "nested"),
+        ],
+        mode,
+    )
+    r = run_cli(world, wf, timeout=60)
+    assert r.code == 1, f"exit {r.code}; stderr: {r.stderr[-3000:]}"
+    assert r.status("top") == "failed"
+    assert "extension type 77 is mcpp's own" in r.error("top")["message"]
+    assert r.status("look") == "succeeded"
+    assert r.step("look")["result"] == [["Ext", 77, victim]]  # handed on, never followed
+    shown = base64.b64encode(victim.encode()).decode()
+    assert r.step("nested")["result"] == [{"msgpack_ext": 77, "data": shown}]
+    world.assert_clean(10)

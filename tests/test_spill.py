@@ -81,3 +81,12 @@ def test_a_large_result_is_decoded_when_the_document_is_made() -> None:
     document = recorder.result()
     assert document.steps["big"].result == big
     assert bytes(recorder.raw_results["big"]) == msgspec.msgpack.encode(big)
+
+
+def test_only_a_whole_value_is_a_reference_and_a_result_cannot_pose_as_one() -> None:
+    ext = msgspec.msgpack.Ext(spill.REF_CODE, b"/dev/shm/mcpp-spill-x-0/0")
+    assert spill.decode(msgspec.msgpack.encode([ext])) == [ext]
+    assert spill.decode_arguments(msgspec.msgpack.encode({"up": [ext]})) == {"up": [ext]}
+    for value in (ext, msgspec.Raw(msgspec.msgpack.encode(ext))):
+        with pytest.raises(TypeError, match=r"step 'x'.*extension type 77 is mcpp's own"):
+            protocol.encode_result(value, step="x", spill_dir=None)

@@ -244,7 +244,7 @@ class BatchRunner:
                     fn = functions[start.target] = resolve(
                         start.target, import_paths=start.import_paths, main_path=start.main_path
                     )
-                kwargs = protocol.decode_value(start.kwargs)
+                kwargs = protocol.decode_arguments(start.kwargs)
                 if start.after is not None and upstream is not None:
                     kwargs[start.after_name or start.after] = upstream.value()
                 if is_async(fn):

@@ -38,7 +38,9 @@ _encoder = msgspec.json.Encoder()
 def _decode_raw(value: Any) -> Any:
     if isinstance(value, msgspec.Raw):
         return protocol.decode_value(value)
-    raise NotImplementedError(f"cannot encode {type(value).__name__}")
+    from mcpp.supervisor.results import json_hook
+
+    return json_hook(value)
 
 
 def event_document(run_id: str, event: Any, *, ts: float | None = None) -> dict[str, Any]:

@@ -146,7 +146,7 @@ class Replayed:
         """The encoded results of the steps that stand succeeded."""
         steps = self.recorder.steps
         return {
-            step_id: raw
+            step_id: raw if isinstance(raw, bytes) else bytes(raw)
             for step_id, raw in self.recorder.raw_results.items()
             if steps[step_id].status == StepState.SUCCEEDED
         }

@@ -99,8 +99,9 @@ class RunResult(msgspec.Struct, kw_only=True):
         return self.status == "succeeded"
 
     def to_json(self) -> bytes:
-        """Encode as JSON (the ``spawn --json`` document)."""
-        return msgspec.json.encode(self)
+        """Encode as JSON (the ``spawn --json`` document). A MessagePack extension value in a
+        result (:func:`json_hook`) is an object ``{"msgpack_ext": CODE, "data": BASE64}``."""
+        return _json.encode(self)
 
     def failures(self) -> dict[str, StepResult]:
         """The steps that failed, timed out or were cancelled, in definition order (skipped
@@ -139,6 +140,18 @@ class RunResult(msgspec.Struct, kw_only=True):
         if self.status in ("cancelled", "interrupted"):
             return 130
         return 1
+
+
+def json_hook(value: Any) -> Any:
+    """The ``enc_hook`` of mcpp's JSON output: a ``msgspec.msgpack.Ext`` in a step's result
+    becomes ``{"msgpack_ext": code, "data": bytes}`` (the bytes in base64). Raises
+    NotImplementedError for anything else (msgspec reports it as a TypeError)."""
+    if isinstance(value, msgspec.msgpack.Ext):
+        return {"msgpack_ext": value.code, "data": bytes(value.data)}
+    raise NotImplementedError(f"cannot encode {type(value).__name__}")
+
+
+_json = msgspec.json.Encoder(enc_hook=json_hook)
 
 
 class RunRecorder:

@@ -47,3 +47,18 @@ def hold(pid_file: str, seconds: float = 60.0, **upstream: Any) -> str:
     os.replace(tmp, pid_file)
     time.sleep(seconds)
     return "woke"
+
+
+def lookalike(nested: bool, path: str, **upstream: Any) -> Any:
+    """A MessagePack extension value of mcpp's reference type naming ``path``: the result
+    itself, or inside a list with ``nested``."""
+    import msgspec
+
+    ext = msgspec.msgpack.Ext(77, path.encode())
+    return [ext] if nested else ext
+
+
+def describe(**upstream: Any) -> list[Any]:
+    """What the single upstream result is: ``[type name, code, data]`` of each ext in it."""
+    (value,) = upstream.values()
+    return [[type(v).__name__, v.code, bytes(v.data).decode()] for v in value]
