@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from tests.steps.payload_steps import MIB, pattern
-from tests.world import World, read_pids, run_cli, start_cli, write_workflow
+from tests.world import Cli, CliResult, World, read_pids, run_cli, start_cli, write_workflow
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="the run's processes are checked on Linux"
@@ -97,6 +97,33 @@ def test_sigkill_of_the_supervisor_mid_run_leaves_no_segment(world: World, mode:
     world.assert_clean(10, pids=pids)
 
 
+def finish_sampling(cli: Cli, timeout: float) -> tuple[CliResult, dict[str, int]]:
+    """Wait for ``cli`` to end, sampling the peak RSS of the supervisor and the coordinator
+    (its child that runs ``mcpp.actors.boot``) while the run lasts."""
+    peak = {"supervisor": 0, "coordinator": 0}
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            try:
+                supervisor = psutil.Process(cli.pid)
+                peak["supervisor"] = max(peak["supervisor"], supervisor.memory_info().rss)
+                for child in supervisor.children():
+                    if "coordinat" in " ".join(child.cmdline()):
+                        peak["coordinator"] = max(peak["coordinator"], child.memory_info().rss)
+            except psutil.Error:  # a process that just exited: the next sample tells
+                pass
+            done.wait(0.01)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    try:
+        return cli.finish(timeout, parse="--json" in cli.argv), peak
+    finally:
+        done.set()
+        watcher.join()
+
+
 @pytest.mark.timeout(120)
 def test_the_coordinator_does_not_hold_a_large_result(world: World, mode: str) -> None:
     mib = 256
@@ -110,30 +137,23 @@ def test_the_coordinator_does_not_hold_a_large_result(world: World, mode: str) -
         ],
         mode,
     )
-    cli = start_cli(world, wf)
-    peak = {"coordinator": 0}
-    done = threading.Event()
-
-    def watch() -> None:  # the coordinator's resident memory, sampled while the run lasts
-        while not done.is_set():
-            try:
-                for child in psutil.Process(cli.pid).children():
-                    if "coordinat" in " ".join(child.cmdline()):
-                        peak["coordinator"] = max(peak["coordinator"], child.memory_info().rss)
-            except psutil.Error:  # a process that just exited: the next sample tells
-                pass
-            done.wait(0.01)
-
-    watcher = threading.Thread(target=watch, daemon=True)
-    watcher.start()
-    try:
-        r = cli.finish(100)
-    finally:
-        done.set()
-        watcher.join()
+    r, peak = finish_sampling(start_cli(world, wf), 100)
     assert r.code == 0, f"exit {r.code}; stderr: {r.stderr[-3000:]}"
     assert peak["coordinator"] > 0, "the coordinator was never seen"
     assert peak["coordinator"] < mib * MIB // 2, peak
+    world.assert_clean(10)
+
+
+@pytest.mark.timeout(120)
+def test_the_summary_shows_a_large_result_without_writing_it_out(world: World, mode: str) -> None:
+    mib = 128
+    wf = workflow(world, [table("make", "make", mib=mib)], mode)
+    r, peak = finish_sampling(start_cli(world, wf, "--quiet", json=False), 100)
+    assert r.code == 0, f"exit {r.code}; stderr: {r.stderr[-3000:]}"
+    (row,) = [line for line in r.stdout.splitlines() if " make " in line]
+    assert "succeeded" in row and "b'" in row and len(row) < 200, row
+    # The result mapped and decoded once: about twice its size; its whole repr was 4 times more.
+    assert 0 < peak["supervisor"] < 3 * mib * MIB, peak
     world.assert_clean(10)
 
 

@@ -476,13 +476,13 @@ def cli_env(world: World) -> dict[str, str]:
     return env
 
 
-def cli_argv(workflow_file: Path, *args: str) -> list[str]:
+def cli_argv(workflow_file: Path, *args: str, json: bool = True) -> list[str]:
     return [
         sys.executable,
         "-m",
         "mcpp.supervisor",
         "spawn",
-        "--json",
+        *(["--json"] if json else []),
         "--no-journal",
         str(workflow_file),
         *args,
@@ -492,13 +492,16 @@ def cli_argv(workflow_file: Path, *args: str) -> list[str]:
 _runs = 0
 
 
-def start_cli(world: World, workflow_file: Path, *args: str, **popen_kwargs: Any) -> Cli:
-    """Start ``mcpp spawn --json --no-journal FILE ARGS`` in the background."""
+def start_cli(
+    world: World, workflow_file: Path, *args: str, json: bool = True, **popen_kwargs: Any
+) -> Cli:
+    """Start ``mcpp spawn --json --no-journal FILE ARGS`` in the background (without
+    ``--json`` unless ``json``: the summary table on stdout)."""
     global _runs
     _runs += 1
     out = world.workdir / f"cli{_runs}.out"
     err = world.workdir / f"cli{_runs}.err"
-    argv = cli_argv(workflow_file, *args)
+    argv = cli_argv(workflow_file, *args, json=json)
     with out.open("wb") as stdout, err.open("wb") as stderr:
         proc = world.spawn(
             argv,
