@@ -13,6 +13,8 @@ records the result, so the journal and the result document hold the value itself
 
 The folder is made by the coordinator (its removal on a dead supervisor registered first) and
 removed by the supervisor after the run's last event (:func:`mcpp.actors.root.open_tree`).
+Before that, the supervisor removes each file as soon as it has mapped it and every step that
+takes the result has finished (:class:`Releaser`).
 A reference is only followed into a spill folder (``mcpp-spill-`` under the spill root); its
 file is MessagePack, never unpickled.
 """
@@ -23,6 +25,8 @@ import mmap
 import os
 import secrets
 import tempfile
+from collections.abc import Iterable, Mapping
+from contextlib import suppress
 from typing import Any, Final, cast
 
 import msgspec
@@ -30,6 +34,7 @@ import msgspec
 __all__ = [
     "REF_CODE",
     "SPILL_THRESHOLD",
+    "Releaser",
     "decode",
     "decode_arguments",
     "folder_for",
@@ -183,3 +188,45 @@ def decode_arguments(raw: bytes | msgspec.Raw) -> dict[str, Any]:
     upstream result in them may be a reference. Raises what :func:`decode` raises, and
     msgspec.ValidationError unless ``raw`` is a map of names."""
     return {name: decode(value) for name, value in _arguments.decode(raw).items()}
+
+
+class Releaser:
+    """Removes the spill file of a result once the supervisor holds it and no step needs it.
+
+    ``upstreams`` maps each step of the run to the steps whose results it takes. Call
+    :meth:`mapped` when a step's result reference has been mapped (:func:`materialize`: the
+    mapping outlives the file) and :meth:`finished` when a step has ended for good (succeeded,
+    failed with no retry left, skipped or cancelled). A file goes when both its step is mapped
+    and every step that takes its result has finished: none of them can read it any more, not
+    even a retry. Removal errors are ignored (the folder goes with the run anyway).
+    """
+
+    __slots__ = ("_done", "_files", "_readers", "_upstreams")
+
+    def __init__(self, upstreams: Mapping[str, Iterable[str]]) -> None:
+        self._upstreams = {step: tuple(ups) for step, ups in upstreams.items()}
+        self._readers = dict.fromkeys(self._upstreams, 0)
+        for ups in self._upstreams.values():
+            for upstream in ups:
+                self._readers[upstream] = self._readers.get(upstream, 0) + 1
+        self._files: dict[str, str] = {}
+        self._done: set[str] = set()
+
+    def mapped(self, step: str, ref: bytes | msgspec.Raw) -> None:
+        """``step``'s result, the reference ``ref``, is mapped by the supervisor."""
+        self._files[step] = _checked_path(msgspec.msgpack.decode(ref).data)
+        self._release(step)
+
+    def finished(self, step: str) -> None:
+        """``step`` ended for good: it reads none of its upstream results again."""
+        if step in self._done:
+            return
+        self._done.add(step)
+        for upstream in self._upstreams.get(step, ()):
+            self._readers[upstream] -= 1
+            self._release(upstream)
+
+    def _release(self, step: str) -> None:
+        if self._readers.get(step, 0) <= 0 and step in self._files:
+            with suppress(OSError):
+                os.unlink(self._files.pop(step))

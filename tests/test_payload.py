@@ -9,6 +9,7 @@ import base64
 import hashlib
 import sys
 import threading
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,16 @@ import psutil
 import pytest
 
 from tests.steps.payload_steps import MIB, pattern
-from tests.world import Cli, CliResult, World, read_pids, run_cli, start_cli, write_workflow
+from tests.world import (
+    Cli,
+    CliResult,
+    World,
+    read_pids,
+    run_cli,
+    start_cli,
+    wait_for,
+    write_workflow,
+)
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"), reason="the run's processes are checked on Linux"
@@ -178,4 +188,44 @@ def test_a_result_that_looks_like_a_reference_is_refused_or_left_alone(
     assert r.step("look")["result"] == [["Ext", 77, victim]]  # handed on, never followed
     shown = base64.b64encode(victim.encode()).decode()
     assert r.step("nested")["result"] == [{"msgpack_ext": 77, "data": shown}]
+    world.assert_clean(10)
+
+
+@pytest.mark.timeout(90)
+def test_a_spill_file_goes_when_the_steps_that_read_it_have_ended(world: World, mode: str) -> None:
+    held, go = world.workdir / "held.pid", world.workdir / "go"
+    run_id = f"spill-{uuid.uuid4().hex[:12]}"
+    wf = workflow(
+        world,
+        [
+            table("make", "make", mib=8),
+            table("relay", "relay", "make"),
+            table("held", "gate", "relay", pid_file=str(held), go_file=str(go)),
+        ],
+        mode,
+    )
+    cli = start_cli(world, wf, "--run-id", run_id)
+    cli.wait_for_file(held)
+    (folder,) = Path("/dev/shm").glob(f"mcpp-spill-{run_id}-*")
+    # make's file goes once relay, its one reader, has ended; relay's stays while held runs.
+    wait_for(lambda: len(list(folder.iterdir())) == 1, 10, "make's spill file to go")
+    go.touch()
+    r = cli.finish(60)
+    assert r.code == 0, f"exit {r.code}; stderr: {r.stderr[-3000:]}"
+    assert r.step("relay")["result"] == r.step("make")["result"]  # mapped before it went
+    assert not folder.exists()
+    world.assert_clean(10)
+
+
+def test_a_retried_reader_still_finds_the_large_result(world: World, mode: str) -> None:
+    marker = world.workdir / "tried"
+    make, check = table("make", "make", mib=8), table("check", "flaky", "make", marker=str(marker))
+    check["retries"] = 1
+    r = run_cli(world, workflow(world, [make, check], mode), timeout=60)
+    assert r.code == 0, f"exit {r.code}; stderr: {r.stderr[-3000:]}"
+    assert r.step("check")["attempts"] == 2
+    assert r.step("check")["result"] == {
+        "sha256": hashlib.sha256(pattern(8)).hexdigest(),
+        "size": 8 * MIB,
+    }
     world.assert_clean(10)

@@ -13,8 +13,9 @@ import msgspec
 import pytest
 
 from mcpp import protocol, spill
+from mcpp.actors.root import ended_for_good
 from mcpp.actors.runner import Kept
-from mcpp.protocol import StepSucceeded
+from mcpp.protocol import ErrorInfo, StepFailed, StepSkipped, StepStarted, StepSucceeded
 from mcpp.supervisor.results import LAZY_DECODE, RunRecorder
 from mcpp.workflow.spec import StepSpec, WorkflowSpec
 from tests.steps.payload_steps import pattern
@@ -90,3 +91,32 @@ def test_only_a_whole_value_is_a_reference_and_a_result_cannot_pose_as_one() -> 
     for value in (ext, msgspec.Raw(msgspec.msgpack.encode(ext))):
         with pytest.raises(TypeError, match=r"step 'x'.*extension type 77 is mcpp's own"):
             protocol.encode_result(value, step="x", spill_dir=None)
+
+
+def test_a_spill_file_goes_once_mapped_and_every_reader_has_ended(spill_folder: str) -> None:
+    releaser = spill.Releaser({"make": (), "b": ("make",), "c": ("make",), "lone": ()})
+    refs = {
+        step: protocol.encode_result(pattern(1), step=step, spill_dir=spill_folder)
+        for step in ("make", "lone")
+    }
+
+    def left() -> int:
+        return len(list(Path(spill_folder).iterdir()))
+
+    releaser.mapped("lone", refs["lone"])  # nothing reads it: it goes at once
+    assert left() == 1
+    releaser.finished("b")  # a reader done before the supervisor mapped the result
+    releaser.mapped("make", refs["make"])
+    releaser.finished("b")  # counted once
+    assert left() == 1
+    releaser.finished("c")
+    assert left() == 0
+
+
+def test_only_a_final_outcome_ends_a_step_for_good() -> None:
+    error = ErrorInfo(type="E", message="m")
+    retry = StepFailed(step="a", attempt=1, error=error, duration_s=0, will_retry=True)
+    assert ended_for_good(retry) is None
+    assert ended_for_good(msgspec.structs.replace(retry, will_retry=False)) == "a"
+    assert ended_for_good(StepSkipped(step="s", because="x failed")) == "s"
+    assert ended_for_good(StepStarted(step="a", attempt=1, pid=1, at=0.0)) is None

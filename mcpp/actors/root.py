@@ -24,6 +24,7 @@ from mcpp.actors import contain, coordinate, tractor
 from mcpp.actors.launch import child_process, process_death, stop_actor
 from mcpp.errors import ClusterError, RunError
 from mcpp.protocol import CancelRun, RunWorkflow
+from mcpp.workflow.spec import WorkflowSpec
 
 __all__ = ["RunChannel", "free_port", "inside_actor", "open_run"]
 
@@ -62,9 +63,10 @@ def remote_error(exc: BaseException) -> str:
 class RunChannel:
     """Events of one run, and the way to cancel it."""
 
-    def __init__(self, ctx: Any, stream: Any) -> None:
+    def __init__(self, ctx: Any, stream: Any, spec: WorkflowSpec) -> None:
         self.ctx = ctx
         self.stream = stream
+        self.spills = spill.Releaser({step.id: step.depends_on for step in spec.steps})
 
     async def cancel(self, reason: str) -> None:
         """Ask the coordinator to cancel every running step and skip the rest."""
@@ -75,6 +77,8 @@ class RunChannel:
         """Yield decoded events until ``RunFinished`` (included); heartbeats are not events.
         A large result that travelled as a reference to its file is mapped first
         (:func:`mcpp.spill.materialize`): a ``StepSucceeded`` yielded holds the encoded result.
+        The file is removed once every step that takes the result has ended
+        (:class:`mcpp.spill.Releaser`).
 
         Raises RunError if the coordinator fails (naming its error) or its process dies first
         (ClusterError, a RunError, when it could not reach its Dask cluster), ProtocolError on
@@ -87,7 +91,12 @@ class RunChannel:
                 if isinstance(item, protocol.Heartbeat | protocol.EventBatch):
                     continue
                 if isinstance(item, protocol.StepSucceeded) and spill.is_ref(item.result):
-                    item = msgspec.structs.replace(item, result=spill.materialize(item.result))
+                    ref = item.result
+                    item = msgspec.structs.replace(item, result=spill.materialize(ref))
+                    self.spills.mapped(item.step, ref)
+                ended = ended_for_good(item)
+                if ended is not None:
+                    self.spills.finished(ended)
                 yield item
                 if isinstance(item, protocol.RunFinished):
                     return
@@ -100,6 +109,21 @@ class RunChannel:
                 raise ClusterError(text.partition(": ")[2] or text) from None
             raise RunError(f"the coordinator failed: {text}") from exc
         raise RunError("the coordinator closed the run without finishing it")
+
+
+def ended_for_good(event: protocol.Event) -> str | None:
+    """The step ``event`` ends for good (no further attempt follows), or None."""
+    if isinstance(event, protocol.StepFailed) and event.will_retry:
+        return None
+    if isinstance(
+        event,
+        protocol.StepSucceeded
+        | protocol.StepFailed
+        | protocol.StepSkipped
+        | protocol.StepCancelled,
+    ):
+        return event.step
+    return None
 
 
 def run_error_in(exc: BaseException) -> RunError | None:
@@ -191,7 +215,7 @@ async def open_actors(run: RunWorkflow) -> AsyncIterator[RunChannel]:
                     ctx.open_stream() as stream,
                 ):
                     await stream.send(protocol.encode(run))
-                    yield RunChannel(ctx, stream)
+                    yield RunChannel(ctx, stream, run.spec)
                 watch_nursery.cancel_scope.cancel()
         finally:
             await stop_actor(portal, process)

@@ -62,3 +62,20 @@ def describe(**upstream: Any) -> list[Any]:
     """What the single upstream result is: ``[type name, code, data]`` of each ext in it."""
     (value,) = upstream.values()
     return [[type(v).__name__, v.code, bytes(v.data).decode()] for v in value]
+
+
+def gate(pid_file: str, go_file: str, **upstream: Any) -> str:
+    """Write this process's pid to ``pid_file``, then wait (at most 60 s) for ``go_file``."""
+    hold(pid_file, seconds=0)
+    deadline = time.monotonic() + 60
+    while not os.path.exists(go_file) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    return "went"
+
+
+def flaky(marker: str, **upstream: Any) -> dict[str, Any]:
+    """Fail on the first attempt (leaving ``marker``), then return :func:`digest`."""
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        raise RuntimeError("the first attempt fails")
+    return digest(**upstream)
