@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 import uuid
@@ -11,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tests.world import World, descendants
+from tests.world import SHM, World, descendants
 
 
 def wait_until_gone(find: object, timeout: float = 5.0) -> list[psutil.Process]:
@@ -26,12 +27,17 @@ def wait_until_gone(find: object, timeout: float = 5.0) -> list[psutil.Process]:
 
 @pytest.fixture
 def no_leftovers() -> Iterator[None]:
-    """Fail the test if it leaves a descendant process alive (after a short grace)."""
+    """Fail the test if it leaves a descendant process alive or a new ``/dev/shm`` entry
+    (a semaphore of a killed multiprocessing program, a spill folder), after a short grace."""
+    shm_before = set(os.listdir(SHM)) if SHM.is_dir() else set()
     yield
     left = wait_until_gone(descendants)
     for proc in left:
         proc.kill()
     assert not left, f"processes left behind: {[p.cmdline() for p in left]}"
+    if SHM.is_dir():
+        shm = wait_until_gone(lambda: sorted(set(os.listdir(SHM)) - shm_before), timeout=3.0)
+        assert not shm, f"/dev/shm entries left behind: {shm}"
 
 
 @pytest.fixture(autouse=True)

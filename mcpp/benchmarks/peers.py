@@ -32,7 +32,7 @@ import tempfile
 import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,9 @@ IDLE = {
         while sum(map(len, client.processing().values())) < int(sys.argv[1]):
             time.sleep(0.05)
         print("ready", flush=True)
-        time.sleep(600)
+        sys.stdin.read()  # until the benchmark is done measuring: then a clean shutdown, so
+        client.cancel(futures)  # that multiprocessing removes its semaphores from /dev/shm
+        client.close(); cluster.close()
     """,
 }
 
@@ -163,7 +165,9 @@ def idle_peer(name: str, workers: int) -> tuple[float, float]:
     """RSS and PSS (MiB) of every process of a driver of ``name`` whose ``workers`` tasks
     sleep."""
     script = textwrap.dedent(SCRIPTS[name]) + textwrap.dedent(IDLE[name])
-    proc = psutil.Popen([sys.executable, "-c", script, str(workers)], stdout=subprocess.PIPE)
+    proc = psutil.Popen(
+        [sys.executable, "-c", script, str(workers)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    )
     try:
         assert proc.stdout is not None
         if proc.stdout.readline().strip() != b"ready":
@@ -172,7 +176,13 @@ def idle_peer(name: str, workers: int) -> tuple[float, float]:
         tree = [proc.pid, *(p.pid for p in proc.children(recursive=True))]
         return memory.rss_mib(tree), memory.pss_mib(tree)
     finally:
-        memory.stop(proc, kill=True)
+        assert proc.stdin is not None
+        with suppress(BrokenPipeError):
+            proc.stdin.close()  # the driver shuts its cluster down
+        try:
+            proc.wait(30)
+        except psutil.TimeoutExpired:
+            memory.stop(proc, kill=True)
 
 
 def shapes(args: argparse.Namespace, iterations: int) -> dict[str, list[Task]]:
