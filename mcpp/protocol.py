@@ -27,6 +27,7 @@ from typing import Any, Final, Generic, TypeVar
 
 import msgspec
 
+from mcpp import spill
 from mcpp.errors import ProtocolError
 from mcpp.workflow.spec import WorkflowSpec
 
@@ -369,8 +370,6 @@ def encode_result(value: Any, *, step: str, spill_dir: str | None) -> msgspec.Ra
     Raises TypeError naming ``step`` when ``value`` is not encodable or is, as a whole, a
     MessagePack extension value of mcpp's reference type, OSError if the file cannot be written.
     """
-    from mcpp import spill
-
     posing = isinstance(value, msgspec.Raw) and spill.is_ref(value)
     if posing or (isinstance(value, msgspec.msgpack.Ext) and value.code == spill.REF_CODE):
         raise TypeError(
@@ -388,8 +387,6 @@ def decode_arguments(raw: msgspec.Raw | bytes) -> dict[str, Any]:
     Raises ValueError for a reference outside a run's spill folder, OSError for a missing file,
     msgspec errors for bytes that are not a map of names.
     """
-    from mcpp import spill
-
     return spill.decode_arguments(raw)
 
 
@@ -399,6 +396,4 @@ def decode_value(raw: msgspec.Raw | bytes) -> Any:
 
     Raises ValueError for a reference outside a run's spill folder, OSError for a missing file.
     """
-    from mcpp import spill
-
     return spill.decode(raw)

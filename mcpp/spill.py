@@ -161,7 +161,6 @@ def materialize(raw: msgspec.Raw) -> msgspec.Raw:
 
 
 _decoder: msgspec.msgpack.Decoder[Any] = msgspec.msgpack.Decoder()
-_arguments = msgspec.msgpack.Decoder(dict[str, msgspec.Raw])
 
 
 def decode(raw: bytes | msgspec.Raw | memoryview) -> Any:
@@ -172,10 +171,12 @@ def decode(raw: bytes | msgspec.Raw | memoryview) -> Any:
     Raises ValueError for a reference outside a spill folder or an empty file, OSError for a
     missing file, msgspec.DecodeError for bad bytes.
     """
-    if not is_ref(raw):
-        return _decoder.decode(raw)
-    ext = msgspec.msgpack.decode(raw)
-    with open(_checked_path(ext.data), "rb") as file:
+    return _follow(msgspec.msgpack.decode(raw).data) if is_ref(raw) else _decoder.decode(raw)
+
+
+def _follow(data: bytes | memoryview) -> Any:
+    """The result in the file a reference's ``data`` names, decoded from a mapping of it."""
+    with open(_checked_path(data), "rb") as file:
         size = os.fstat(file.fileno()).st_size
         if size == 0:
             raise ValueError("an empty spilled result")
@@ -184,10 +185,17 @@ def decode(raw: bytes | msgspec.Raw | memoryview) -> Any:
 
 
 def decode_arguments(raw: bytes | msgspec.Raw) -> dict[str, Any]:
-    """Decode a step's keyword arguments (``StartStep.kwargs``), each by :func:`decode`: an
-    upstream result in them may be a reference. Raises what :func:`decode` raises, and
-    msgspec.ValidationError unless ``raw`` is a map of names."""
-    return {name: decode(value) for name, value in _arguments.decode(raw).items()}
+    """Decode a step's keyword arguments (``StartStep.kwargs``): an argument that is, as a
+    whole, a reference is the upstream result its file holds (:func:`decode`); an extension
+    value deeper inside an argument is left as it is. Raises what :func:`decode` raises, and
+    TypeError unless ``raw`` is a map."""
+    arguments = _decoder.decode(raw)
+    if not isinstance(arguments, dict):
+        raise TypeError(f"step arguments must be a map, not {type(arguments).__name__}")
+    for name, value in arguments.items():
+        if isinstance(value, msgspec.msgpack.Ext) and value.code == REF_CODE:
+            arguments[name] = _follow(bytes(value.data))
+    return arguments
 
 
 class Releaser:

@@ -113,8 +113,11 @@ class RunChannel:
 
 def ended_for_good(event: protocol.Event) -> str | None:
     """The step ``event`` ends for good (no further attempt follows), or None."""
-    if isinstance(event, protocol.StepFailed) and event.will_retry:
-        return None
+    if isinstance(event, protocol.StepSucceeded | protocol.StepSkipped | protocol.StepCancelled):
+        return event.step
+    if isinstance(event, protocol.StepFailed) and not event.will_retry:
+        return event.step
+    return None
     if isinstance(
         event,
         protocol.StepSucceeded
