@@ -5,11 +5,17 @@
 server its steps and workers are forked from (:mod:`mcpp.actors.spawner.early`), so that the
 two interpreters import the runtime at the same time instead of one after the other. Nothing
 but the standard library is imported before that.
+
+When the actor's runtime has ended, the process leaves with ``os._exit`` after flushing its
+output: everything it owns was closed inside the runtime (its children ended, its folders
+removed, its cache closed), and the interpreter's orderly shutdown of the whole runtime took
+tens of milliseconds off the end of every run.
 """
 
 from __future__ import annotations
 
 import itertools
+import os
 import runpy
 import sys
 from collections.abc import Sequence
@@ -33,4 +39,15 @@ if __name__ == "__main__":
         from mcpp.actors.spawner import early
 
         early.launch(FORK_SERVER_PRELOAD)
-    runpy.run_module("mcpp.actors.tractor._child", run_name="__main__", alter_sys=True)
+    try:
+        runpy.run_module("mcpp.actors.tractor._child", run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as exit_:
+        if isinstance(exit_.code, int) or exit_.code is None:
+            code = exit_.code or 0
+        else:  # sys.exit("message"): printed, as the interpreter would
+            print(exit_.code, file=sys.stderr)
+            code = 1
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    os._exit(code)
