@@ -13,7 +13,7 @@ import signal
 import threading
 from types import FrameType
 
-__all__ = ["install", "pending", "remember"]
+__all__ = ["finished", "install", "pending", "remember"]
 
 pending: list[int] = []
 
@@ -28,3 +28,15 @@ def install() -> None:
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, remember)
+
+
+def finished() -> None:
+    """The command is over: ignore SIGINT and SIGTERM while the interpreter shuts down.
+
+    Python resets a handler of its own to the default action at shutdown, so a second Ctrl-C
+    that came a moment after the run had ended killed the process (-2) instead of letting it
+    exit with its code; an ignored signal stays ignored.
+    """
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
