@@ -30,6 +30,10 @@ from . import _state
 
 log = get_logger(__name__)
 
+# mcpp: how long a failed actor waits to see its starter gone before it lets the error out
+# (``parentwatch.starter_left``): a killed parent's sockets close a moment before it exits.
+STARTER_GRACE = 1.0
+
 
 def _trio_main(
 
@@ -64,6 +68,16 @@ def _trio_main(
         trio.run(trio_main)
     except KeyboardInterrupt:
         log.warning(f"Actor {actor.uid} received KBI")
+    except BaseException:
+        # mcpp: an actor whose runtime failed because its starter is gone (the connection
+        # back to a parent killed during start-up is refused, or breaks mid-handshake) leaves
+        # quietly, as the parent watch would make it a moment later, with its exit code: a
+        # traceback would land on the user's terminal after the shell returned. With the
+        # starter alive the error propagates (and is printed) as before.
+        from mcpp.actors import parentwatch
+        if parentwatch.starter_left(within=STARTER_GRACE):
+            parentwatch.exit_for_starter()
+        raise
 
     finally:
         log.info(f"Actor {actor.uid} terminated")
