@@ -155,7 +155,9 @@ async def do_hard_kill(
         await proc.wait()
 
     if cs.cancelled_caught:
-        log.critical(f"#ZOMBIE_LORD_IS_HERE: {proc}")
+        # mcpp: a warning, not critical: mcpp runs tractor's console log at 'critical' (its
+        # own reports say what failed), and a kill on tear-down is not for the user's terminal
+        log.warning(f"#ZOMBIE_LORD_IS_HERE: {proc}")
         proc.kill()
         with trio.CancelScope(shield=True):
             await proc.wait()
@@ -363,8 +365,13 @@ async def new_proc(
                 with trio.CancelScope(shield=True):
 
                     if cancelled_during_spawn:
-                        with trio.move_on_after(0.5):
-                            await proc.wait()
+                        # mcpp: a child cancelled before it got its init message was told
+                        # nothing, has run nothing of its own and would wait for that
+                        # message forever: kill it now. Upstream waited 0.5 s here, then 3 s
+                        # more in ``do_hard_kill``, for it to exit by itself, logged it as a
+                        # zombie and killed it (a run interrupted as workers started took
+                        # 3.5 s more to end and printed that log line to the terminal).
+                        proc.kill()
 
                     if proc.poll() is None:
                         log.cancel(f"Attempting to hard kill {proc}")
