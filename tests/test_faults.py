@@ -566,3 +566,26 @@ def test_24_sigkill_of_the_supervisor_during_start_up_leaves_nothing(world: Worl
     cli.signal(signal.SIGKILL)
     cli.proc.wait(timeout=10)
     world.assert_clean(10)
+
+
+@pytest.mark.parametrize("attempt", range(3))
+def test_25_ctrl_c_to_the_process_group_during_start_up_shows_no_traceback(
+    world: World, attempt: int
+) -> None:
+    wf, pid_file = held_workflow(world, "pool")
+    cli = start_cli(world, wf, start_new_session=True)  # its own group, as a terminal's job
+
+    def fork_server() -> bool:  # the coordinator's first child: importing the runtime now
+        if cli.proc.poll() is not None:
+            raise AssertionError(f"the CLI exited first: {cli.stderr_text()}")
+        with contextlib.suppress(psutil.Error):
+            return any(c.children() for c in psutil.Process(cli.pid).children())
+        return False
+
+    wait_for(fork_server, 30, "the fork server", interval=0.001)
+    os.killpg(cli.pid, signal.SIGINT)  # what Ctrl-C in the terminal does: every process
+    r = cli.finish(30, parse=False)
+    assert r.code == EXIT_INTERRUPTED, f"exit {r.code}; stderr: {r.stderr}"
+    assert "Traceback" not in r.stderr, r.stderr
+    assert not pid_file.exists()  # interrupted before its step started
+    world.assert_clean(10)

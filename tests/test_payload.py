@@ -188,6 +188,9 @@ def test_a_result_that_looks_like_a_reference_is_refused_or_left_alone(
     assert r.step("look")["result"] == [["Ext", 77, victim]]  # handed on, never followed
     shown = base64.b64encode(victim.encode()).decode()
     assert r.step("nested")["result"] == [{"msgpack_ext": 77, "data": shown}]
+    summary = start_cli(world, wf, "--quiet", json=False).finish(60, parse=False)
+    (row,) = [line for line in summary.stdout.splitlines() if " nested " in line]
+    assert "[Ext(77," in row and "object at" not in summary.stdout, summary.stdout  # not an address
     world.assert_clean(10)
 
 

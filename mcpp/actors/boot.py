@@ -17,6 +17,7 @@ from __future__ import annotations
 import itertools
 import os
 import runpy
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -35,6 +36,10 @@ def is_coordinator(argv: Sequence[str]) -> bool:
 
 
 if __name__ == "__main__":
+    # Ctrl-C reaches the terminal's whole process group: the supervisor alone acts on it. From
+    # the first line, so an interrupt while the runtime is imported shows no traceback; the
+    # fork server started next inherits it through exec.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     if is_coordinator(sys.argv[1:]):
         from mcpp.actors.spawner import early
 

@@ -56,7 +56,7 @@ def logs_command(args: argparse.Namespace) -> int:
     """Run ``logs``: 0 when shown; unknown runs and steps are MCPPErrors (exit 1)."""
     import msgspec
 
-    from mcpp.supervisor.logs import follow_logs, read_logs, run_steps
+    from mcpp.supervisor.logs import find_run, follow_logs, read_logs, run_steps
 
     out = sys.stdout
     if args.follow:
@@ -80,7 +80,8 @@ def logs_command(args: argparse.Namespace) -> int:
         what = f"step {args.step!r}" if args.step else "no step"
         attempt = f" (attempt {args.attempt})" if args.attempt is not None else ""
         verb = "wrote nothing" if args.step else "wrote anything"
-        print(f"mcpp: {what}{attempt} of run {args.run_id} {verb}", file=sys.stderr)
+        run_id, _folder = find_run(args.run_id)
+        print(f"mcpp: {what}{attempt} of run {run_id} {verb}", file=sys.stderr)
     return 0
 
 

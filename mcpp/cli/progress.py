@@ -40,6 +40,9 @@ class _Short(reprlib.Repr):
     def repr_bytearray(self, x: bytearray, level: int) -> str:
         return self._cut(x)
 
+    def repr_Ext(self, x: Any, level: int) -> str:  # reprlib calls repr_TYPENAME
+        return f"Ext({x.code}, {self._cut(bytes(x.data))})"
+
     def repr_dict(self, x: dict[Any, Any], level: int) -> str:
         if not x:
             return "{}"
@@ -80,7 +83,8 @@ def summary(result: RunResult, console: Any) -> None:
         elif record.status == "succeeded":
             detail = short_repr(record.result)
         if record.ended_processes:  # its author should learn that it left processes behind
-            detail += f" (ended {record.ended_processes} left-over processes)"
+            n = record.ended_processes
+            detail += f" (ended {n} left-over process{'es' if n > 1 else ''})"
         table.add_row(
             step_id,
             Text(record.status, style=STYLES.get(record.status, "")),

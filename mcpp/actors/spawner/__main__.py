@@ -6,9 +6,12 @@ preloaded module took tens of milliseconds off the end of every run.
 """
 
 import os
+import signal
 import sys
 
-from mcpp.actors.spawner.server import main
+signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's, imports included
+
+from mcpp.actors.spawner.server import main  # noqa: E402
 
 code = main()
 for stream in (sys.stdout, sys.stderr):

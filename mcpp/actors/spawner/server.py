@@ -44,6 +44,7 @@ def serve(fd: int, preload: Sequence[str]) -> int:
     sock = socket.socket(fileno=fd)
     sock.set_inheritable(False)
     startup = {sig: signal.getsignal(sig) for sig in signal.valid_signals()}
+    startup[signal.SIGINT] = signal.default_int_handler  # a child's, as in a fresh interpreter
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the parent; EOF ends this.
     try:
         for name in preload:
