@@ -109,26 +109,29 @@ def catch_a_starting_worker(coordinator: int) -> int:
     server: psutil.Process = wait_for(
         lambda: child_running(coordinator, "mcpp.actors.spawner"), 30, "the fork server", 0.001
     )
-    children = f"/proc/{server.pid}/task/{server.pid}/children"
-
-    def forked() -> int | None:
-        try:
-            with open(children) as file:
-                text = file.read().split()
-        except OSError:
-            raise AssertionError("the fork server exited before it forked a worker") from None
-        return int(text[0]) if text else None
-
-    worker: int = wait_for(forked, 30, "a worker process", 0.0)
-    # Once forked, the worker closes the server's socket first (a child stopped in the middle
-    # of its fork would stop the server too): then it decodes its spec and connects back.
     argv = server.cmdline()
     server_fd = int(argv[argv.index("--fd") + 1])
-    server_socket = fd_target(server.pid, server_fd)
-    wait_for(
-        lambda: fd_target(worker, server_fd) != server_socket, 30, "the worker's own start", 0.0
-    )
+    server_socket, server_stdout = fd_target(server.pid, server_fd), fd_target(server.pid, 1)
+    children = f"/proc/{server.pid}/task/{server.pid}/children"
+
+    def started_worker() -> int | None:
+        """A child of the server that closed the server's socket (the first thing a forked
+        worker does, before it connects back) but kept its stdout: not a program the server
+        runs with its output piped (``ldconfig``, as ctypes does while the server imports)."""
+        try:
+            with open(children) as file:
+                pids = [int(pid) for pid in file.read().split()]
+        except OSError:
+            raise AssertionError("the fork server exited before it forked a worker") from None
+        for pid in pids:
+            if fd_target(pid, server_fd) != server_socket and fd_target(pid, 1) == server_stdout:
+                return pid
+        return None
+
+    worker: int = wait_for(started_worker, 30, "a worker process", 0.0)
     os.kill(worker, signal.SIGSTOP)
+    with contextlib.suppress(psutil.Error):
+        assert psutil.Process(worker).cmdline() == argv, "not a forked worker"
     return worker
 
 
