@@ -11,13 +11,16 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
+import subprocess
 import sys
 from pathlib import Path
 
 import psutil
 import pytest
 
-from tests.world import Cli, World, start_cli, wait_for, write_workflow
+from mcpp.actors.root import free_port
+from tests.world import ROOT, Cli, World, start_cli, wait_for, write_workflow
 
 pytestmark = pytest.mark.skipif(
     not sys.platform.startswith("linux"),
@@ -156,3 +159,32 @@ def test_sigint_as_a_pool_worker_starts_ends_it_at_once_and_quietly(world: World
         world.assert_clean(10, pids=[worker])
         return
     pytest.fail(f"no worker was caught before it connected back, in {ATTEMPTS} runs")
+
+
+def test_an_actor_that_cannot_reach_its_living_parent_still_shows_the_error(
+    no_leftovers: None,
+) -> None:
+    # The quiet exit is for an actor whose parent is gone; with the parent alive (this test
+    # process), a refused connection back to it is a real error and must be seen.
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    with ours, theirs:
+        ours.sendall(b"k" * 32)
+        ours.shutdown(socket.SHUT_WR)
+        argv = [
+            sys.executable,
+            "-m",
+            "mcpp.actors.tractor._child",
+            "--uid",
+            "('lonely', 'uid')",
+            "--parent_addr",
+            f"('127.0.0.1', {free_port()})",  # nothing listens there
+            "--auth-fd",
+            str(theirs.fileno()),
+            "--parent-pid",
+            str(os.getpid()),
+        ]
+        child = subprocess.run(
+            argv, cwd=ROOT, pass_fds=(theirs.fileno(),), capture_output=True, text=True, timeout=60
+        )
+    assert child.returncode != 0, child
+    assert "all attempts to connect" in child.stderr, child.stderr
