@@ -100,7 +100,11 @@ class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RunWorkflow(Versioned, frozen=True, tag="run_workflow"):
-    """Run ``spec``. ``completed`` maps steps that already succeeded (resume) to their results.
+    """Run ``spec``. ``completed`` maps steps that already succeeded (resume) to their results;
+    ``stored`` maps more of them to the file that holds the result (a journal's stored result,
+    :mod:`mcpp.supervisor.blobs`), which the coordinator copies into the spill folder without
+    reading it (:func:`mcpp.spill.adopt`): a large result of an earlier session never travels
+    through the connection or the coordinator's memory.
 
     ``cache_path`` is the result cache file (``None``: cache nothing); ``identities`` maps each
     step with ``cache`` on to its function hash (:func:`mcpp.cache.step.identities`, computed
@@ -117,6 +121,7 @@ class RunWorkflow(Versioned, frozen=True, tag="run_workflow"):
     run_id: str
     spec: WorkflowSpec
     completed: dict[str, msgspec.Raw] = {}
+    stored: dict[str, str] = {}
     cache_path: str | None = None
     identities: dict[str, str] = {}
     run_dir: str | None = None
