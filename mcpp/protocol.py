@@ -54,7 +54,6 @@ __all__ = [
     "StepStarted",
     "StepSucceeded",
     "Versioned",
-    "decode_arguments",
     "decode_value",
     "encode",
     "encode_result",
@@ -383,16 +382,6 @@ def encode_result(value: Any, *, step: str, spill_dir: str | None) -> msgspec.Ra
         )
     ref = spill.spill_bytes(value, spill_dir)
     return ref if ref is not None else spill.spill(encode_value(value, step=step), spill_dir)
-
-
-def decode_arguments(raw: msgspec.Raw | bytes) -> dict[str, Any]:
-    """Decode a ``StartStep``'s ``kwargs``; an upstream result in them that travelled as a
-    reference to its file (:mod:`mcpp.spill`) is read from that file.
-
-    Raises ValueError for a reference outside a run's spill folder, OSError for a missing file,
-    msgspec errors for bytes that are not a map of names.
-    """
-    return spill.decode_arguments(raw)
 
 
 def decode_value(raw: msgspec.Raw | bytes) -> Any:
