@@ -54,7 +54,6 @@ __all__ = [
     "StepStarted",
     "StepSucceeded",
     "Versioned",
-    "decode_arguments",
     "decode_value",
     "encode",
     "encode_result",
@@ -100,7 +99,11 @@ class ErrorInfo(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class RunWorkflow(Versioned, frozen=True, tag="run_workflow"):
-    """Run ``spec``. ``completed`` maps steps that already succeeded (resume) to their results.
+    """Run ``spec``. ``completed`` maps steps that already succeeded (resume) to their results;
+    ``stored`` maps more of them to the file that holds the result (a journal's stored result,
+    :mod:`mcpp.supervisor.blobs`), which the coordinator copies into the spill folder without
+    reading it (:func:`mcpp.spill.adopt`): a large result of an earlier session never travels
+    through the connection or the coordinator's memory.
 
     ``cache_path`` is the result cache file (``None``: cache nothing); ``identities`` maps each
     step with ``cache`` on to its function hash (:func:`mcpp.cache.step.identities`, computed
@@ -117,6 +120,7 @@ class RunWorkflow(Versioned, frozen=True, tag="run_workflow"):
     run_id: str
     spec: WorkflowSpec
     completed: dict[str, msgspec.Raw] = {}
+    stored: dict[str, str] = {}
     cache_path: str | None = None
     identities: dict[str, str] = {}
     run_dir: str | None = None
@@ -378,16 +382,6 @@ def encode_result(value: Any, *, step: str, spill_dir: str | None) -> msgspec.Ra
         )
     ref = spill.spill_bytes(value, spill_dir)
     return ref if ref is not None else spill.spill(encode_value(value, step=step), spill_dir)
-
-
-def decode_arguments(raw: msgspec.Raw | bytes) -> dict[str, Any]:
-    """Decode a ``StartStep``'s ``kwargs``; an upstream result in them that travelled as a
-    reference to its file (:mod:`mcpp.spill`) is read from that file.
-
-    Raises ValueError for a reference outside a run's spill folder, OSError for a missing file,
-    msgspec errors for bytes that are not a map of names.
-    """
-    return spill.decode_arguments(raw)
 
 
 def decode_value(raw: msgspec.Raw | bytes) -> Any:

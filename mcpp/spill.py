@@ -35,6 +35,7 @@ __all__ = [
     "REF_CODE",
     "SPILL_THRESHOLD",
     "Releaser",
+    "adopt",
     "decode",
     "decode_arguments",
     "folder_for",
@@ -82,6 +83,30 @@ def _write(folder: str, parts: tuple[bytes | bytearray | msgspec.Raw, ...]) -> m
     finally:
         os.close(fd)
     return msgspec.Raw(_encoder.encode(msgspec.msgpack.Ext(REF_CODE, path.encode())))
+
+
+def adopt(path: str, folder: str | None) -> msgspec.Raw:
+    """The encoded result in the file ``path`` (one written whole by mcpp: a stored result),
+    as a reference to a copy of it made in ``folder`` by the kernel (``sendfile``: the bytes
+    never pass through this process), or read inline where there is no ``folder``.
+
+    Raises OSError if the file cannot be read or the copy written.
+    """
+    with open(path, "rb") as source:
+        if folder is None:
+            return msgspec.Raw(source.read())
+        copy = os.path.join(folder, secrets.token_hex(12))
+        fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        try:
+            size, offset = os.fstat(source.fileno()).st_size, 0
+            while offset < size:
+                offset += os.sendfile(fd, source.fileno(), offset, size - offset)
+        except BaseException:
+            os.unlink(copy)
+            raise
+        finally:
+            os.close(fd)
+    return msgspec.Raw(_encoder.encode(msgspec.msgpack.Ext(REF_CODE, copy.encode())))
 
 
 def spill(raw: msgspec.Raw, folder: str | None) -> msgspec.Raw:

@@ -24,6 +24,7 @@ from tests.world import (
     read_pids,
     run_cli,
     start_cli,
+    start_command,
     wait_for,
     write_workflow,
 )
@@ -231,4 +232,33 @@ def test_a_retried_reader_still_finds_the_large_result(world: World, mode: str) 
         "sha256": hashlib.sha256(pattern(8)).hexdigest(),
         "size": 8 * MIB,
     }
+    world.assert_clean(10)
+
+
+@pytest.mark.timeout(180)
+def test_a_resumed_run_hands_a_stored_large_result_on_without_the_coordinator(
+    world: World, mode: str
+) -> None:
+    mib, marker = 128, world.workdir / "fixed"
+    wf = workflow(
+        world,
+        [
+            table("make", "make", mib=mib),
+            table("check", "digest_once_allowed", "make", marker=str(marker)),
+        ],
+        mode,
+    )
+    spawn = [sys.executable, "-m", "mcpp.supervisor", "spawn", "--json", str(wf)]
+    first = start_command(world, spawn).finish(120)
+    assert first.code == 1 and first.status("check") == "failed", first.stderr[-3000:]
+    marker.touch()  # the cause is fixed
+    resume = [sys.executable, "-m", "mcpp.supervisor", "resume", "--json", first.doc["run_id"]]
+    r, peak = finish_sampling(start_command(world, resume), 120)
+    assert r.code == 0, f"exit {r.code}; stderr: {r.stderr[-3000:]}"
+    assert r.step("make")["attempts"] == 1  # not run again: its stored result was used
+    assert r.step("check")["result"] == {
+        "sha256": hashlib.sha256(pattern(mib)).hexdigest(),
+        "size": mib * MIB,
+    }, {k: {f: v for f, v in s.items() if f != "result"} for k, s in r.doc["steps"].items()}
+    assert 0 < peak["coordinator"] < mib * MIB // 2, peak
     world.assert_clean(10)

@@ -497,11 +497,16 @@ def start_cli(
 ) -> Cli:
     """Start ``mcpp spawn --json --no-journal FILE ARGS`` in the background (without
     ``--json`` unless ``json``: the summary table on stdout)."""
+    return start_command(world, cli_argv(workflow_file, *args, json=json), **popen_kwargs)
+
+
+def start_command(world: World, argv: list[str], **popen_kwargs: Any) -> Cli:
+    """Start ``argv`` (a whole command line, ``python -m mcpp.supervisor ...``) as
+    :func:`start_cli` starts a run."""
     global _runs
     _runs += 1
     out = world.workdir / f"cli{_runs}.out"
     err = world.workdir / f"cli{_runs}.err"
-    argv = cli_argv(workflow_file, *args, json=json)
     with out.open("wb") as stdout, err.open("wb") as stderr:
         proc = world.spawn(
             argv,

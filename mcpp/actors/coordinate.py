@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 import trio
 
-from mcpp import protocol
+from mcpp import protocol, spill
 from mcpp.actors import contain, tractor
 from mcpp.actors.coordinator import Coordinator
 from mcpp.actors.helpers import start_helpers, stop_helpers
@@ -56,6 +56,8 @@ async def coordinate(ctx: tractor.Context) -> None:
         if run.spill_dir is not None:  # the supervisor removes it; this, if it died first
             on_exit(partial(shutil.rmtree, run.spill_dir, ignore_errors=True))
             os.mkdir(run.spill_dir, 0o700)
+        if run.stored:  # earlier sessions' large results: copied in, never read here
+            run = await trio.to_thread.run_sync(adopt_stored, run)
         try:
             if run.spec.actors == "dask":  # no actor is started: no fork server either
                 await drive_on_dask(msgspec.structs.replace(run, spill_dir=None), stream)
@@ -69,6 +71,15 @@ async def coordinate(ctx: tractor.Context) -> None:
         finally:
             if run.run_dir is not None:
                 shutil.rmtree(run.run_dir, ignore_errors=True)
+
+
+def adopt_stored(run: RunWorkflow) -> RunWorkflow:
+    """``run`` with each ``stored`` result among ``completed``: a reference to its copy in the
+    spill folder (inline in dask mode, which has none). Raises OSError for a file that is gone
+    (the run then fails before any step starts)."""
+    folder = None if run.spec.actors == "dask" else run.spill_dir
+    adopted = {step: spill.adopt(path, folder) for step, path in run.stored.items()}
+    return msgspec.structs.replace(run, completed={**run.completed, **adopted}, stored={})
 
 
 async def drive_on_dask(run: RunWorkflow, stream: Any) -> None:

@@ -26,7 +26,7 @@ from typing import Any
 import msgspec
 import trio
 
-from mcpp import protocol
+from mcpp import protocol, spill
 from mcpp.actors import contain
 from mcpp.actors.capture import OutputCapture, with_stderr_tail
 from mcpp.actors.hygiene import ProcessState, Unrestorable
@@ -244,7 +244,7 @@ class BatchRunner:
                     fn = functions[start.target] = resolve(
                         start.target, import_paths=start.import_paths, main_path=start.main_path
                     )
-                kwargs = protocol.decode_arguments(start.kwargs)
+                kwargs = spill.decode_arguments(start.kwargs)
                 if start.after is not None and upstream is not None:
                     kwargs[start.after_name or start.after] = upstream.value()
                 if is_async(fn):

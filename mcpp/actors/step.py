@@ -18,7 +18,7 @@ import msgspec
 import outcome
 import trio
 
-from mcpp import calls, protocol
+from mcpp import calls, protocol, spill
 from mcpp.actors import contain, tractor
 from mcpp.actors.capture import OutputCapture, with_stderr_tail
 from mcpp.actors.parentwatch import watch_parent
@@ -79,7 +79,7 @@ async def call(start: StartStep) -> msgspec.Raw:
     from mcpp.workflow.targets import resolve
 
     fn = resolve(start.target, import_paths=start.import_paths, main_path=start.main_path)
-    kwargs = protocol.decode_arguments(start.kwargs)
+    kwargs = spill.decode_arguments(start.kwargs)
     value = await calls.call(fn, kwargs=kwargs, abandon_on_cancel=True)
     encode = partial(protocol.encode_result, value, step=start.step, spill_dir=start.spill_dir)
     return await trio.to_thread.run_sync(encode)

@@ -21,6 +21,7 @@ import psutil
 
 from mcpp.errors import MCPPError
 from mcpp.home import RunIdError, mcpp_home, resolve_run_id, run_folder
+from mcpp.protocol import StepSucceeded
 from mcpp.sqlitedb import SchemaError, open_database, open_readonly
 from mcpp.supervisor import blobs
 from mcpp.supervisor.replay import (
@@ -254,6 +255,11 @@ class JournalReader:
                 "SELECT at, data, blob FROM events WHERE run_id = ? ORDER BY seq", (run_id,)
             ).fetchall()
             records = [(at, self._record(run_id, data, digest)) for at, data, digest in events]
+            files: dict[str, str | None] = {}  # each step's last result: its stored file
+            for (_at, record), (_, _, digest) in zip(records, events, strict=True):
+                if isinstance(record, StepSucceeded):
+                    folder = blobs.results_folder(run_folder(run_id, self.home))
+                    files[record.step] = None if digest is None else str(folder / digest)
             running_pid = self._running_pid(run_id)
             if running_pid is not None:
                 records.append((time.time(), None))  # a running session lasts until now
@@ -275,7 +281,8 @@ class JournalReader:
             spec_hash=row[1],
             source=row[2],
             created_at=row[3],
-            completed=done.completed(),
+            completed=(completed := done.completed()),
+            stored={s: f for s, f in files.items() if f is not None and s in completed},
             result=done.document(status),
             running_pid=running_pid,
             functions=done.functions,

@@ -118,7 +118,8 @@ class JournalRun(msgspec.Struct, kw_only=True):
     reset by a later session) to its encoded result; ``functions`` is the latest session's
     ``RunStarted.functions``; ``result`` is the run's result document as ``spawn --json``
     printed it (or, for a run that did not end, as far as it got); ``running_pid`` is the pid
-    of a live supervisor of it.
+    of a live supervisor of it. ``stored`` names the file (:mod:`mcpp.supervisor.blobs`, hash
+    verified as it was read) that holds each result of ``completed`` kept out of line.
     """
 
     run_id: str
@@ -130,6 +131,7 @@ class JournalRun(msgspec.Struct, kw_only=True):
     result: RunResult
     running_pid: int | None
     functions: dict[str, str] = {}
+    stored: dict[str, str] = {}
 
 
 @dataclass

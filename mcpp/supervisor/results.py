@@ -191,7 +191,10 @@ class RunRecorder:
         for step_id, raw in (completed or {}).items():
             record = self.steps[step_id]
             record.status = StepState.SUCCEEDED
-            record.result = protocol.decode_value(raw)
+            if len(raw) >= LAZY_DECODE:
+                self._undecoded.add(step_id)
+            else:
+                record.result = protocol.decode_value(raw)
             self.raw_results[step_id] = bytes(raw)
 
     def apply(self, event: protocol.Event) -> None:

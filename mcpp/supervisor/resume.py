@@ -50,6 +50,7 @@ async def _run_session(
     run_id: str,
     *,
     completed: Mapping[str, bytes],
+    stored: Mapping[str, str] | None = None,
     attempts_before: Mapping[str, int] | None = None,
     on_event: EventHook | None,
     handle_signals: bool,
@@ -69,6 +70,7 @@ async def _run_session(
                 spec,
                 run_id=run_id,
                 completed=completed,
+                stored=stored,
                 attempts_before=attempts_before,
                 on_event=hook,
                 handle_signals=handle_signals,
@@ -183,6 +185,7 @@ async def resume_async(
                 current,
                 run_id,
                 completed={step: run.completed[step] for step in plan.reused},
+                stored=run.stored,
                 attempts_before={
                     step_id: record.attempts for step_id, record in run.result.steps.items()
                 },

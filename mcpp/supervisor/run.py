@@ -67,6 +67,7 @@ async def run_spec(
     *,
     run_id: str | None = None,
     completed: Mapping[str, bytes] | None = None,
+    stored: Mapping[str, str] | None = None,
     attempts_before: Mapping[str, int] | None = None,
     on_event: EventHook | None = None,
     handle_signals: bool = True,
@@ -75,6 +76,8 @@ async def run_spec(
     """Run ``spec`` through a coordinator actor and step actors; return the run result.
 
     ``completed`` maps steps that already succeeded (resume) to their encoded results;
+    ``stored`` names the file that holds some of them (the journal's stored results): those
+    reach the steps that take them as copies of the file, not through the coordinator;
     ``attempts_before`` the attempts steps made in earlier sessions (their numbering goes on).
     ``on_event(recorder, event)`` is called after each event is recorded. With
     ``handle_signals`` (main thread only), SIGINT/SIGTERM cancel the run.
@@ -95,6 +98,7 @@ async def run_spec(
     run_id = run_id or new_run_id()
     cap = log_cap()
     completed = dict(completed or {})
+    files = {step: path for step, path in (stored or {}).items() if step in completed}
     recorder = RunRecorder(run_id, spec, completed)
     interrupted: list[str] = []
     opened: list[RunChannel] = []
@@ -104,7 +108,8 @@ async def run_spec(
             version=protocol.PROTOCOL_VERSION,
             run_id=run_id,
             spec=spec,
-            completed={k: msgspec.Raw(v) for k, v in completed.items()},
+            completed={k: msgspec.Raw(v) for k, v in completed.items() if k not in files},
+            stored=files,
             cache_path=str(default_path().absolute()) if identities else None,
             identities=identities,
             log_dir=str(log_dir),

@@ -62,7 +62,11 @@ class JournalWriter:
         self.written += len(batch)
 
     async def _write_async(self, batch: list[tuple[float, Any]]) -> None:
-        await trio.to_thread.run_sync(self._write, batch)
+        # Shielded: the batch is already out of the buffer, and trio.to_thread raises a pending
+        # cancellation before it starts the thread: the run's end (which cancels this task)
+        # could lose the last events, a step that succeeded then reading as running.
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(self._write, batch)
 
     async def run(self) -> None:
         """Write the buffer in batches until cancelled (a write in progress completes)."""

@@ -79,3 +79,10 @@ def flaky(marker: str, **upstream: Any) -> dict[str, Any]:
         open(marker, "w").close()
         raise RuntimeError("the first attempt fails")
     return digest(**upstream)
+
+
+def digest_once_allowed(marker: str, **upstream: Any) -> dict[str, Any]:
+    """Fail until ``marker`` exists (a user fixing the cause), then return :func:`digest`."""
+    if not os.path.exists(marker):
+        raise RuntimeError("not yet: create the marker")
+    return digest(**upstream)

@@ -569,3 +569,23 @@ def test_prune_by_age_and_by_count_skips_running_runs(tmp_path: Path) -> None:
     assert parse_age("7d") == 7 * 86400 and parse_age("90") == 90.0 and parse_age("1.5h") == 5400
     with pytest.raises(ValueError, match="cannot read the age"):
         parse_age("a week")
+
+
+async def test_a_batch_taken_as_the_writer_is_cancelled_is_still_written(tmp_path: Path) -> None:
+    with Journal(tmp_path / "j.db") as journal:
+        journal.begin_run("r1", make_spec(("a", ())))
+        for attempt in range(1, 21):  # the cancel lands at a different point each time
+            writer = JournalWriter(journal, "r1")
+            writer.record(StepStarted(step="a", attempt=attempt, pid=1, at=0.0))
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(writer.pending.send_now)
+                for _ in range(attempt % 3):
+                    await trio.lowlevel.checkpoint()  # let it take the batch, then cancel
+                nursery.cancel_scope.cancel()  # as the end of a run cancels the writer
+            writer.close()
+        run = journal.load("r1")
+    assert run.result.steps["a"].attempts == 20  # no batch was lost
+    with sqlite3.connect(tmp_path / "j.db") as db:
+        (count,) = db.execute("SELECT count(*) FROM events WHERE kind = 'step_started'").fetchone()
+    db.close()
+    assert count == 20
