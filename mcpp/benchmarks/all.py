@@ -31,7 +31,7 @@ MODEST: Mapping[str, tuple[str, ...]] = {
     "dispatch": ("--repeat", "3", "--n", "1000", "--chain", "200", "--layers", "10",
                  "--width", "50", "--per-step-n", "20", "--per-step-chain", "10"),
     "scaling": ("--repeat", "2", "--steps", "8", "--step-s", "0.5", "--worker-counts", "2"),
-    "payload": ("--repeat", "3", "--hops", "4", "--sizes-mib", "1,10"),  # 4 relays: the issue's
+    "payload": ("--repeat", "5", "--hops", "4", "--sizes-mib", "1,10"),  # 4 relays: the issue's
     "memory": ("--repeat", "2", "--workers", "2", "--steps", "100000",
                "--per-step-steps", "40"),
     "startup": ("--repeat", "3",),
