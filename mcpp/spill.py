@@ -25,7 +25,7 @@ import mmap
 import os
 import secrets
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import suppress
 from typing import Any, Final, cast
 
@@ -68,21 +68,31 @@ def folder_for(run_id: str) -> str:
     return os.path.join(spill_root(), f"{_PREFIX}{run_id}-{secrets.token_hex(8)}")
 
 
-def _write(folder: str, parts: tuple[bytes | bytearray | msgspec.Raw, ...]) -> msgspec.Raw:
-    """A reference to a new file in ``folder`` holding ``parts`` one after the other."""
+def _new_file(folder: str, fill: Callable[[int], None]) -> msgspec.Raw:
+    """A reference to a new private file in ``folder`` that ``fill(fd)`` writes (removed
+    again if ``fill`` raises)."""
     path = os.path.join(folder, secrets.token_hex(12))
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
     try:
-        for part in parts:
-            view = memoryview(part)
-            while view:
-                view = view[os.write(fd, view) :]
+        fill(fd)
     except BaseException:
         os.unlink(path)
         raise
     finally:
         os.close(fd)
     return msgspec.Raw(_encoder.encode(msgspec.msgpack.Ext(REF_CODE, path.encode())))
+
+
+def _write(folder: str, parts: tuple[bytes | bytearray | msgspec.Raw, ...]) -> msgspec.Raw:
+    """A reference to a new file in ``folder`` holding ``parts`` one after the other."""
+
+    def fill(fd: int) -> None:
+        for part in parts:
+            view = memoryview(part)
+            while view:
+                view = view[os.write(fd, view) :]
+
+    return _new_file(folder, fill)
 
 
 def adopt(path: str, folder: str | None) -> msgspec.Raw:
@@ -95,18 +105,13 @@ def adopt(path: str, folder: str | None) -> msgspec.Raw:
     with open(path, "rb") as source:
         if folder is None:
             return msgspec.Raw(source.read())
-        copy = os.path.join(folder, secrets.token_hex(12))
-        fd = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
-        try:
+
+        def fill(fd: int) -> None:
             size, offset = os.fstat(source.fileno()).st_size, 0
             while offset < size:
                 offset += os.sendfile(fd, source.fileno(), offset, size - offset)
-        except BaseException:
-            os.unlink(copy)
-            raise
-        finally:
-            os.close(fd)
-    return msgspec.Raw(_encoder.encode(msgspec.msgpack.Ext(REF_CODE, copy.encode())))
+
+        return _new_file(folder, fill)
 
 
 def spill(raw: msgspec.Raw, folder: str | None) -> msgspec.Raw:

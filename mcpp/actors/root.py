@@ -118,15 +118,6 @@ def ended_for_good(event: protocol.Event) -> str | None:
     if isinstance(event, protocol.StepFailed) and not event.will_retry:
         return event.step
     return None
-    if isinstance(
-        event,
-        protocol.StepSucceeded
-        | protocol.StepFailed
-        | protocol.StepSkipped
-        | protocol.StepCancelled,
-    ):
-        return event.step
-    return None
 
 
 def run_error_in(exc: BaseException) -> RunError | None:

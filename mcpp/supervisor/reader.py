@@ -256,9 +256,9 @@ class JournalReader:
             ).fetchall()
             records = [(at, self._record(run_id, data, digest)) for at, data, digest in events]
             files: dict[str, str | None] = {}  # each step's last result: its stored file
+            folder = blobs.results_folder(run_folder(run_id, self.home))
             for (_at, record), (_, _, digest) in zip(records, events, strict=True):
                 if isinstance(record, StepSucceeded):
-                    folder = blobs.results_folder(run_folder(run_id, self.home))
                     files[record.step] = None if digest is None else str(folder / digest)
             running_pid = self._running_pid(run_id)
             if running_pid is not None:
